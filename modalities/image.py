@@ -1,0 +1,170 @@
+"""Images: PNG / JPEG / TIFF (16-bit, multi-band) / ``.npy`` -> ``(C, H, W)`` float tensors.
+
+Readers: Pillow for PNG/JPEG, tifffile for TIFF (any band count, 8/16/32-bit), numpy for
+``.npy`` (``allow_pickle=False``). Values are scaled to [0, 1] by their integer type's range;
+float data is kept as is. Every image is resized to ``image_size`` (antialiased).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities.sources import Entry, resolve
+from omnipatch.modality import MODALITIES, ModalitySpec
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".bmp")
+
+
+def read_array(path: str) -> np.ndarray:
+    """Decode one image file to an ``(H, W, C)`` array, raising BadSampleError on failure."""
+    suffix = path.lower().rsplit(".", 1)[-1]
+    try:
+        if suffix == "npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in ("tif", "tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("P", "CMYK", "YCbCr", "LA", "PA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise BadSampleError(path, "file not found") from None
+    except Exception as e:
+        raise BadSampleError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or min(arr.shape[:2]) < 1:
+        raise BadSampleError(path, f"expected a 2-D image (H, W[, C]), got array of shape {arr.shape}")
+    if arr.shape[0] <= 16 and arr.shape[2] > 16:  # channels-first (C, H, W) as many band stacks are
+        arr = arr.transpose(1, 2, 0)
+    return arr
+
+
+def to_tensor(arr: np.ndarray, path: str) -> Tensor:
+    """``(H, W, C)`` array -> ``(C, H, W)`` float32 scaled to [0, 1] for integer types."""
+    if arr.dtype.kind in "ui":
+        scale = float(np.iinfo(arr.dtype).max)
+        x = torch.from_numpy(arr.astype(np.float32) / scale)
+    elif arr.dtype.kind in "fb":
+        x = torch.from_numpy(arr.astype(np.float32))
+    else:
+        raise BadSampleError(path, f"unsupported pixel type {arr.dtype}")
+    if not torch.isfinite(x).all():
+        raise BadSampleError(path, "contains NaN or infinite values")
+    return x.permute(2, 0, 1).contiguous()
+
+
+class ImageDataset(FileDataset):
+    """Images from a folder, glob or manifest, resized to ``image_size``.
+
+    Args:
+        source: folder / glob / manifest (``path``, optional ``id``, ``label``).
+        image_size: output ``(H, W)`` or an int for square.
+        channels: expected channel count; None infers it from the first readable file.
+            Grayscale files are repeated to 3 channels when 3 are expected and RGBA drops
+            alpha; any other mismatch is an error naming the file.
+        on_bad_sample: ``raise`` or ``skip`` (see :class:`FileDataset`).
+    """
+
+    def __init__(self, source, image_size: int | tuple[int, int] = 32, channels: int | None = None,
+                 on_bad_sample: str = "raise"):
+        super().__init__(resolve(source, EXTENSIONS), on_bad_sample)
+        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.channels = channels if channels is not None else self._infer_channels()
+
+    def _infer_channels(self) -> int:
+        for e in self.entries[:16]:
+            try:
+                c = read_array(e.path).shape[2]
+                return 3 if c == 4 else c
+            except BadSampleError:
+                continue
+        raise OmnipatchError(f"none of the first {min(16, len(self.entries))} images could be read "
+                             f"(first: {self.entries[0].path})")
+
+    def read(self, entry: Entry) -> Sample:
+        x = to_tensor(read_array(entry.path), entry.path)
+        c = x.shape[0]
+        if c != self.channels:
+            if c == 1 and self.channels == 3:
+                x = x.expand(3, -1, -1)
+            elif c == 4 and self.channels == 3:
+                x = x[:3]
+            else:
+                raise BadSampleError(entry.path, f"has {c} channels, expected {self.channels}")
+        if tuple(x.shape[1:]) != self.image_size:
+            x = F.interpolate(x[None], size=self.image_size, mode="bilinear", antialias=True,
+                              align_corners=False)[0]
+        return Sample(x=x.contiguous(), id=entry.id, label=self.label_of(entry))
+
+
+def channel_stats(dataset, max_samples: int = 512) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std over up to ``max_samples`` evenly spaced readable samples."""
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
+    xs = [s.x for s in (dataset[int(i)] for i in idx) if isinstance(s, Sample)]
+    if not xs:
+        raise OmnipatchError("no readable samples to compute normalisation statistics")
+    x = torch.stack([t.flatten(1) for t in xs], 0).transpose(0, 1).reshape(xs[0].shape[0], -1)
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-6).tolist()
+
+
+def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> Batch:
+    """One random view per sample, batched: random resized crop (scale 0.5-1, aspect 3/4-4/3),
+    rotation up to 15 degrees, brightness/contrast jitter, Gaussian noise."""
+    x = batch.x.float()
+    B = x.shape[0]
+    g, dev = generator, x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=g.device).to(dev)  # noqa: E731
+    scale = 1.0 - strength * 0.5 * r(B)  # kept area fraction
+    logr = (r(B) * 2 - 1) * math.log(4 / 3) * strength
+    sx, sy = (scale * logr.exp()).sqrt().clamp(max=1), (scale / logr.exp()).sqrt().clamp(max=1)
+    ang = (r(B) * 2 - 1) * math.radians(15) * strength
+    tx, ty = (r(B) * 2 - 1) * (1 - sx), (r(B) * 2 - 1) * (1 - sy)
+    cos, sin = ang.cos(), ang.sin()
+    theta = torch.stack([torch.stack([sx * cos, -sy * sin, tx], 1), torch.stack([sx * sin, sy * cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = 1 + (r(B, 1, 1, 1) * 2 - 1) * 0.4 * strength
+    bright = (r(B, 1, 1, 1) * 2 - 1) * 0.2 * strength * x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+    x = (x - mean) * contrast + mean + bright
+    noise = torch.randn(x.shape, generator=g, device=g.device).to(dev)
+    x = x + noise * 0.02 * strength * x.std(dim=(1, 2, 3), keepdim=True)
+    return batch.replace(x=x)
+
+
+def _adapter_kwargs(dataset: ImageDataset, options: dict) -> dict:
+    mean, std = channel_stats(dataset)
+    return {"in_chans": dataset.channels, "patch_size": options.get("patch_size", 4), "mean": mean, "std": std}
+
+
+def _open(source, image_size: int = 32, channels: int | None = None, on_bad_sample: str = "raise", **_) -> ImageDataset:
+    return ImageDataset(source, image_size=image_size, channels=channels, on_bad_sample=on_bad_sample)
+
+
+SPEC = ModalitySpec(
+    name="image",
+    description="2-D images (PNG, JPEG, TIFF incl. 16-bit multi-band, .npy), any channel count",
+    open_dataset=_open,
+    adapter="image",
+    adapter_kwargs=_adapter_kwargs,
+    augment=augment,
+    default_mask="random",
+    options={"image_size": 32, "patch_size": 4, "channels": None},
+)
+MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -1,0 +1,66 @@
+"""The contract every modality adapter implements (concrete adapters live in ``adapters/``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from omnipatch.batch import Batch
+from omnipatch.losses.masked_mse import masked_mse
+from omnipatch.tokens import PatchTokens
+
+
+class ModalityAdapter(nn.Module, ABC):
+    """Learnable tokenizer: a batch of one modality <-> :class:`PatchTokens`.
+
+    Subclasses set ``modality`` (registered name), ``dim`` (token width D) and
+    ``target_dim`` (P, values per reconstruction target), and implement ``tokenize``,
+    ``patchify`` and ``unpatchify``. ``config()`` returns the constructor kwargs so the
+    adapter can be rebuilt from a checkpoint.
+    """
+
+    modality: str = ""
+    dim: int
+    target_dim: int
+
+    @abstractmethod
+    def tokenize(self, batch: Batch) -> PatchTokens:
+        """Embed a batch into ``PatchTokens`` with ``targets`` filled."""
+
+    @abstractmethod
+    def patchify(self, x: Tensor) -> Tensor:
+        """``x`` in the modality's layout -> ``(B, L, P)`` raw per-patch values."""
+
+    @abstractmethod
+    def unpatchify(self, patches: Tensor, **kwargs) -> Tensor:
+        """Inverse of ``patchify``."""
+
+    @abstractmethod
+    def config(self) -> dict:
+        """Constructor kwargs (JSON-serialisable) that rebuild this adapter."""
+
+    def reconstruction_loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """Masked MSE: mean over patches where ``mask`` (B, L) is 1.
+
+        Args:
+            pred: ``(B, L, P)`` decoder predictions.
+            target: ``(B, L, P)`` targets (already normalised if requested).
+            mask: ``(B, L)`` float/bool, 1 where a patch is masked and scored.
+        """
+        return masked_mse(pred, target, mask)
+
+    @torch.no_grad()
+    def reconstruct(self, pred: Tensor, tokens: PatchTokens, mask: Tensor) -> dict[str, Tensor]:
+        """Pictures for humans: original / masked / reconstruction in the input layout.
+
+        ``pred`` must be in raw target units (de-normalised by the caller).
+        """
+        target = tokens.targets
+        m = mask.unsqueeze(-1).to(target.dtype)
+        return {
+            "original": self.unpatchify(target),
+            "masked": self.unpatchify(target * (1 - m)),
+            "reconstruction": self.unpatchify(pred * m + target * (1 - m)),
+        }

@@ -1,0 +1,49 @@
+"""The shared, light MAE decoder (He et al., 2022, "Masked Autoencoders Are Scalable
+Vision Learners"): visible latents + mask tokens in full order -> per-token features.
+
+Modality knowledge stays out: positions come from ``PatchTokens.pos`` (projected to the
+decoder width), and the per-modality output projection lives in the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from omnipatch.layers import Block
+from omnipatch.masking import MaskResult, unshuffle
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """MAE uses a narrow, shallow decoder; 2 x 128 is enough for small inputs."""
+
+    dim: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+
+
+class MAEDecoder(nn.Module):
+    def __init__(self, enc_dim: int, cfg: DecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Linear(enc_dim, cfg.dim)
+        self.pos_proj = nn.Linear(enc_dim, cfg.dim)
+        self.mask_token = nn.Parameter(torch.zeros(cfg.dim))
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, latent: Tensor, mask: MaskResult, pos: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """``latent (B, K, De)`` for ``mask.idx_keep``; ``pos (1|B, L, De)`` -> ``(B, L, Dd)``."""
+        x = unshuffle(self.embed(latent), self.mask_token, mask)
+        x = x + self.pos_proj(pos.to(x.dtype))
+        for blk in self.blocks:
+            x = blk(x, padding_mask)
+        return self.norm(x)
+
+    def config(self) -> dict:
+        return asdict(self.cfg)

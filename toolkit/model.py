@@ -1,0 +1,126 @@
+"""The composed model: adapters (by modality) -> masking -> shared encoder -> objectives.
+
+Reads top to bottom like MAE's reference: ``forward`` tokenizes each view, masks it,
+encodes the visible tokens, then each weighted objective scores the views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from torch import Tensor, nn
+
+from omnipatch.adapter import ModalityAdapter
+from omnipatch.batch import Batch
+from omnipatch.encoder import Encoder, EncoderConfig, pool
+from omnipatch.errors import OmnipatchError
+from omnipatch.heads import DecoderConfig, MAEDecoder
+from omnipatch.masking import MaskResult, MaskSpec, gather_tokens, make_mask, random_mask
+from omnipatch.modality import ADAPTERS
+from omnipatch.objectives import OBJECTIVES, View
+from omnipatch.tokens import PatchTokens
+
+
+class OmniModel(nn.Module):
+    """Args:
+        adapters: ``{modality: adapter}``, all with width ``encoder.dim``.
+        encoder: encoder config.
+        decoder: MAE decoder config (built only when an objective decodes).
+        objectives: ``{name: {"weight": w, **kwargs}}``.
+        masks: ``{modality: MaskSpec}``; missing modalities use random 0.75.
+    """
+
+    def __init__(self, adapters: dict[str, ModalityAdapter], encoder: EncoderConfig,
+                 decoder: DecoderConfig, objectives: dict[str, dict], masks: dict[str, MaskSpec]):
+        super().__init__()
+        for m, a in adapters.items():
+            if a.dim != encoder.dim:
+                raise OmnipatchError(f"adapter {m!r} is {a.dim} wide but the encoder is {encoder.dim}")
+        if not objectives:
+            raise OmnipatchError("at least one objective is needed (e.g. 'mae')")
+        self.adapters = nn.ModuleDict(adapters)
+        self.encoder = Encoder(encoder)
+        self.decoder = MAEDecoder(encoder.dim, decoder)
+        self.pred = nn.ModuleDict({m: nn.Linear(decoder.dim, a.target_dim) for m, a in adapters.items()})
+        self.weights = {n: float(o.get("weight", 1.0)) for n, o in objectives.items()}
+        self.objectives = nn.ModuleDict({
+            n: OBJECTIVES.get(n)(encoder.dim, **{k: v for k, v in o.items() if k != "weight"})
+            for n, o in objectives.items()
+        })
+        self.masks = dict(masks)
+        self._objective_cfg = {n: dict(o) for n, o in objectives.items()}
+
+    @property
+    def n_views(self) -> int:
+        return max(o.n_views for o in self.objectives.values())
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode_view(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> View:
+        """Tokenize, mask (``self.masks[modality]``) and encode the visible tokens."""
+        tokens = self.adapters[modality].tokenize(batch)
+        mask = make_mask(tokens, self.masks.get(modality, MaskSpec()), generator)
+        latent = self.encoder(gather_tokens(tokens.tokens, mask.idx_keep), ~mask.keep_valid)
+        return View(tokens, mask, latent, pool(latent, mask.keep_valid))
+
+    def decode(self, view: View) -> Tensor:
+        """MAE decoder + this modality's output projection: ``(B, L, P)`` predictions."""
+        t = view.tokens
+        h = self.decoder(view.latent, view.mask, t.pos, t.padding_mask)
+        return self.pred[t.modality](h)
+
+    def embed(self, batch: Batch, modality: str) -> Tensor:
+        """Pooled embedding of whole samples, no masking: ``(B, D)``."""
+        t = self.adapters[modality].tokenize(batch)
+        valid = None if t.padding_mask is None else ~t.padding_mask
+        return pool(self.encoder(t.tokens, t.padding_mask), valid)
+
+    def forward_tokens(self, batch: Batch, modality: str) -> tuple[PatchTokens, Tensor]:
+        """All tokens through the encoder: ``(PatchTokens, (B, L, D))`` for dense heads."""
+        t = self.adapters[modality].tokenize(batch)
+        return t, self.encoder(t.tokens, t.padding_mask)
+
+    # -- training ---------------------------------------------------------------------------
+    def forward(self, views: list[Batch], modality: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Loss terms for views of one batch; ``"loss"`` is the weighted sum."""
+        encoded = [self.encode_view(v, modality, generator) for v in views]
+        terms: dict[str, Tensor] = {}
+        total = 0.0
+        for name, obj in self.objectives.items():
+            out = obj(self, encoded)
+            for k, v in out.items():
+                terms[k] = v
+            total = total + self.weights[name] * sum(out.values())
+        terms["loss"] = total
+        return terms
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Original / masked / reconstructed samples (input layout) for pictures."""
+        view = self.encode_view(batch, modality, generator)
+        pred = self.decode(view).float()
+        mae = self.objectives["mae"] if "mae" in self.objectives else None
+        tgt = view.tokens.targets.float()
+        if mae is not None and mae.norm_targets:  # undo per-patch normalisation
+            mu, sd = tgt.mean(-1, keepdim=True), (tgt.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
+            pred = pred * sd + mu
+        return self.adapters[modality].reconstruct(pred, view.tokens, view.mask.loss_mask)
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "adapters": {m: {"name": type(a).registry_name, "kwargs": a.config()} for m, a in self.adapters.items()},
+            "encoder": asdict(self.encoder.cfg),
+            "decoder": asdict(self.decoder.cfg),
+            "objectives": self._objective_cfg,
+            "masks": {m: asdict(s) for m, s in self.masks.items()},
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "OmniModel":
+        adapters = {m: ADAPTERS.get(a["name"])(**a["kwargs"]) for m, a in cfg["adapters"].items()}
+        return cls(adapters, EncoderConfig(**cfg["encoder"]), DecoderConfig(**cfg["decoder"]),
+                   cfg["objectives"], {m: MaskSpec(**s) for m, s in cfg["masks"].items()})
+
+
+__all__ = ["OmniModel", "View", "MaskResult", "random_mask"]
