@@ -1,1 +1,23 @@
-"""omnipatch."""
+"""omnipatch: self-supervised pretraining for scientific data of any modality.
+
+``import omnipatch`` stays light: no modality library (nibabel, xarray, torchaudio, open3d,
+av, soundfile, pandas) is imported until a modality needs it.
+"""
+
+from __future__ import annotations
+
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.tokens import PatchTokens
+
+__version__ = "0.1.0"
+
+
+def load(run_dir, device: str = "auto", random_init: bool = False):
+    """Load a pretrained run: ``omnipatch.load(RUN_DIR).embed(paths_or_tensor)``."""
+    from omnipatch.api import load as _load
+
+    return _load(run_dir, device=device, random_init=random_init)
+
+
+__all__ = ["Batch", "Sample", "PatchTokens", "OmnipatchError", "BadSampleError", "load", "__version__"]

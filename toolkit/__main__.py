@@ -1,0 +1,5 @@
+import sys
+
+from omnipatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Python API mirroring the CLI: ``omnipatch.load(RUN_DIR).embed(...)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from omnipatch import checkpoint as ckpt
+from omnipatch.batch import Batch
+from omnipatch.data import eval_loader
+from omnipatch.engine import resolve_device
+from omnipatch.errors import OmnipatchError
+from omnipatch.modality import MODALITIES, load_builtin
+from omnipatch.model import OmniModel
+
+
+@dataclass
+class Pretrained:
+    """A loaded run: the model, its saved config, and the modality it was trained on."""
+
+    model: OmniModel
+    config: dict
+    modality: str
+
+    @property
+    def spec(self):
+        return MODALITIES.get(self.modality)
+
+    def open(self, source, on_bad_sample: str = "raise"):
+        """Dataset of ``source`` read with the same options as pretraining."""
+        from omnipatch.pretrain import open_data
+
+        run = self.config["run"]["data"]
+        return open_data(self.spec, source, run.get("options", {}), on_bad_sample)
+
+    @torch.no_grad()
+    def embed(self, data, batch_size: int = 256, bf16: bool = True) -> tuple[list[str], Tensor]:
+        """Embeddings ``(N, D)`` and ids for a source (folder/glob/manifest), a list of paths,
+        a dataset, or a tensor batch in the modality's layout."""
+        model = self.model.eval()
+        device = next(model.parameters()).device
+        ac = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        if isinstance(data, Tensor):
+            with ac:
+                out = model.embed(Batch(x=data.to(device)), self.modality).float()
+            return [str(i) for i in range(len(data))], out.cpu()
+        dataset = data if hasattr(data, "__getitem__") and not isinstance(data, (str, list)) else self.open(data)
+        ids, embs = [], []
+        for batch, _bad in eval_loader(dataset, batch_size):
+            if batch is None:
+                continue
+            with ac:
+                embs.append(model.embed(batch.to(device), self.modality).float().cpu())
+            ids += batch.ids
+        if not embs:
+            raise OmnipatchError("no readable samples to embed")
+        return ids, torch.cat(embs)
+
+
+def load(run_dir: str | Path, device: str = "auto", random_init: bool = False, seed: int = 0) -> Pretrained:
+    """Load a pretrained run (or, with ``random_init``, the same architecture freshly
+    initialised: the baseline every probe should be compared with)."""
+    load_builtin()
+    cfg = ckpt.load_config(run_dir)
+    torch.manual_seed(seed)
+    model = OmniModel.from_config(cfg["model"])
+    if not random_init:
+        ckpt.load_weights(run_dir, model)
+    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"])
+
+
+def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray) -> Path:
+    """Parquet with columns ``id`` (str) and ``embedding`` (list of float32)."""
+    import pandas as pd
+
+    arr = np.asarray(emb, dtype=np.float32)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": list(ids), "embedding": list(arr)}).to_parquet(path, index=False)
+    return Path(path)
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise OmnipatchError(f"{path}: embeddings file not found")
+    try:
+        df = pd.read_parquet(p)
+    except Exception as e:
+        raise OmnipatchError(f"{path}: not a readable Parquet file ({type(e).__name__})") from None
+    if not {"id", "embedding"} <= set(df.columns):
+        raise OmnipatchError(f"{path}: needs columns 'id' and 'embedding' (has {list(df.columns)})")
+    return df["id"].astype(str).tolist(), np.stack(df["embedding"].to_numpy()).astype(np.float32)

@@ -1,0 +1,105 @@
+"""Checkpoints: safetensors weights + JSON config + optimiser/scheduler/RNG state.
+
+A checkpoint is a folder ``RUN_DIR/checkpoint/``:
+
+- ``model.safetensors`` weights (no pickle);
+- ``config.json`` the run config and the model's architecture config;
+- ``train_state.pt`` optimiser, scheduler, step and RNG state, loaded with
+  ``weights_only=True`` (plain tensors and containers; never arbitrary objects).
+
+Writes are atomic: everything goes to a temporary sibling folder, which then replaces the
+old checkpoint by ``rename``; a crash at any moment leaves a complete checkpoint (the old
+one at worst, kept as ``checkpoint.old`` until the swap finishes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from omnipatch.errors import OmnipatchError
+
+CKPT = "checkpoint"
+
+
+def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage; contiguous clones are cheap at our sizes
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+
+
+def save(run_dir: str | Path, model: torch.nn.Module, config: dict, train_state: dict | None = None) -> Path:
+    """Atomically write ``run_dir/checkpoint``; returns its path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir))
+    try:
+        save_file(_state_dict(model), str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        for f in tmp.iterdir():  # data on disk before the rename makes it visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        final, old = run_dir / CKPT, run_dir / (CKPT + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def find(run_dir: str | Path) -> Path:
+    """The checkpoint folder of a run (or the folder itself), falling back to ``.old``."""
+    p = Path(run_dir)
+    for cand in (p / CKPT, p, p / (CKPT + ".old")):
+        if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
+            return cand
+    raise OmnipatchError(f"{run_dir}: no checkpoint (expected {p / CKPT}/model.safetensors and config.json)")
+
+
+def load_config(run_dir: str | Path) -> dict:
+    path = find(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise OmnipatchError(f"{path}: corrupt config ({e})") from None
+
+
+def load_weights(run_dir: str | Path, model: torch.nn.Module, strict: bool = True) -> None:
+    path = find(run_dir) / "model.safetensors"
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise OmnipatchError(f"{path}: cannot read weights ({e})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise OmnipatchError(f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def load_train_state(run_dir: str | Path) -> dict | None:
+    path = find(run_dir) / "train_state.pt"
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)

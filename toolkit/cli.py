@@ -1,0 +1,184 @@
+"""The ``omnipatch`` command. Thin: parse, build a config, call the library.
+
+User mistakes print one line ``omnipatch: error: ...`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from omnipatch.errors import OmnipatchError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
+        raise OmnipatchError(f"{self.prog}: {message}")
+
+
+def _pretrain(a) -> None:
+    from omnipatch.config import Config, load_yaml, parse_objectives, set_key
+    from omnipatch.pretrain import pretrain
+
+    cfg = load_yaml(a.config) if a.config else Config()
+    for flag, key in (("modality", "data.modality"), ("data", "data.source"), ("preset", "model.preset"),
+                      ("steps", "train.steps"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
+                      ("on_bad_sample", "data.on_bad_sample"), ("seed", "train.seed")):
+        v = getattr(a, flag)
+        if v is not None:
+            set_key(cfg, key, v)
+    if a.objective:
+        cfg.objectives = parse_objectives(a.objective)
+    for kv in a.set or []:
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise OmnipatchError(f"--set expects key=value, got {kv!r}")
+        set_key(cfg, k.strip(), v.strip())
+    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet)
+    last = summary["last"]
+    print(f"pretrained {summary['steps']} steps: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "samples_per_s", "grad_norm")))
+    print(f"run directory: {summary['run_dir']} (checkpoint/, metrics.jsonl, loss_curve.png, reconstruction.png)")
+
+
+def _embed(a) -> None:
+    from omnipatch.api import load, write_embeddings
+
+    pre = load(a.checkpoint, random_init=a.random_init)
+    ids, emb = pre.embed(pre.open(a.data, a.on_bad_sample), batch_size=a.batch_size)
+    write_embeddings(a.out, ids, emb.numpy())
+    print(f"wrote {len(ids)} embeddings of width {emb.shape[1]} to {a.out}")
+
+
+def _read_labels(path: str) -> dict[str, str]:
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise OmnipatchError(f"{path}: labels file not found")
+    with open(p, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"id", "label"} <= set(rows[0]):
+        raise OmnipatchError(f"{path}: needs columns 'id' and 'label'")
+    return {r["id"]: r["label"] for r in rows}
+
+
+def _labelled(emb_path: str, labels: dict[str, str]):
+    import numpy as np
+
+    from omnipatch.api import read_embeddings
+
+    ids, x = read_embeddings(emb_path)
+    keep = [i for i, id_ in enumerate(ids) if id_ in labels]
+    if not keep:
+        raise OmnipatchError(f"{emb_path}: no embedding id appears in the labels file")
+    return x[keep], np.array([labels[ids[i]] for i in keep])
+
+
+def _eval(a) -> None:
+    from omnipatch.eval import cross_val_accuracy, knn_accuracy, linear_accuracy
+    from omnipatch.plots import save_embedding_map
+
+    labels = _read_labels(a.labels)
+    x, y = _labelled(a.embeddings, labels)
+    if a.test_embeddings:
+        tx, ty = _labelled(a.test_embeddings, labels)
+        acc = (knn_accuracy(x, y, tx, ty, a.k) if a.method == "knn" else linear_accuracy(x, y, tx, ty))
+        how = f"train {len(y)} / test {len(ty)}"
+    else:
+        acc = cross_val_accuracy(x, y, a.method)
+        how = f"5-fold cross-validation over {len(y)}"
+    plot = Path(a.plot) if a.plot else Path(a.embeddings).with_suffix(".map.png")
+    save_embedding_map(x, y, plot, title=f"{Path(a.embeddings).name} ({a.method} acc {acc:.3f})")
+    result = {"method": a.method, "accuracy": acc, "protocol": how, "map": str(plot)}
+    print(json.dumps(result) if a.json else f"{a.method} accuracy {acc:.4f} ({how}); map: {plot}")
+
+
+def _list(a) -> None:
+    from omnipatch.encoder import PRESETS
+    from omnipatch.masking import MASKS
+    from omnipatch.modality import ADAPTERS, MODALITIES, load_builtin
+    from omnipatch.objectives import OBJECTIVES
+
+    load_builtin()
+    for title, reg in (("modalities", MODALITIES), ("adapters", ADAPTERS), ("objectives", OBJECTIVES),
+                       ("masks", MASKS), ("presets", PRESETS)):
+        print(f"{title}:")
+        for name, desc in reg.describe().items():
+            print(f"  {name:<14} {desc}")
+
+
+def _demo(a) -> None:
+    from omnipatch.demo import run_demo
+
+    run_demo(a.out, steps=a.steps, quiet=a.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="omnipatch", description="Self-supervised pretraining for scientific data of any modality.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("pretrain", help="pretrain an encoder on your files")
+    s.add_argument("config", nargs="?", help="YAML config (sections data/model/objectives/train)")
+    s.add_argument("--modality")
+    s.add_argument("--data", help="folder, glob or manifest CSV/Parquet")
+    s.add_argument("--out", required=True, help="run directory")
+    s.add_argument("--objective", help="e.g. mae, contrastive, mae+contrastive:0.5")
+    s.add_argument("--preset")
+    s.add_argument("--steps", type=int)
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--on-bad-sample", choices=["raise", "skip"])
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_pretrain)
+
+    s = sub.add_parser("embed", help="embed files with a pretrained encoder")
+    s.add_argument("--checkpoint", required=True, help="run directory")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="embeddings .parquet (id, embedding)")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
+    s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
+    s.set_defaults(func=_embed)
+
+    s = sub.add_parser("eval", help="kNN or linear probe on embeddings")
+    s.add_argument("method", choices=["knn", "linear"])
+    s.add_argument("--embeddings", required=True)
+    s.add_argument("--labels", required=True, help="CSV with id,label")
+    s.add_argument("--test-embeddings")
+    s.add_argument("--k", type=int, default=20)
+    s.add_argument("--plot", help="where to write the 2-D embedding map (PNG)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_eval)
+
+    s = sub.add_parser("list", help="registered modalities, adapters, objectives, masks, presets")
+    s.set_defaults(func=_list)
+
+    s = sub.add_parser("demo", help="pretrain on bundled handwritten digits and compare with a random encoder")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except OmnipatchError as e:
+        print(f"omnipatch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("omnipatch: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

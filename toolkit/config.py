@@ -1,0 +1,170 @@
+"""Typed run configuration: YAML in, ``--set key=value`` overrides, explicit arguments out.
+
+Each component receives only its own section. Defaults carry their reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omnipatch.errors import OmnipatchError
+
+
+@dataclass
+class DataConfig:
+    modality: str = "image"
+    source: str = ""
+    # modality options (image_size, patch_size, channels, ...): see `omnipatch list`
+    options: dict = field(default_factory=dict)
+    on_bad_sample: str = "raise"  # "skip" records bad files in RUN_DIR/skipped.jsonl
+    num_workers: int = 0  # 2-core machines: decoding in the main process is fastest
+    cache: bool = True  # keep decoded samples in memory (small data sets: decode once)
+    augment_strength: float = 1.0  # scales every view augmentation magnitude
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "mini"  # 192 wide x 6 blocks: learns in CPU minutes
+    decoder_dim: int = 128  # MAE: a light decoder is enough (He et al. use 512 for ViT-L)
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    mask: str = ""  # "" = the modality's default strategy
+    mask_ratio: float = 0.75  # MAE's ratio for images
+    block_size: int = 2
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    epochs: int = 0  # > 0 overrides steps
+    batch_size: int = 128
+    lr: float = 1e-3  # peak AdamW learning rate for the whole batch (no linear scaling)
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    bf16: bool = True  # AMX/tensor cores: ~3x faster than fp32 on this CPU class
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # name -> {"weight": w, **objective kwargs}
+    objectives: dict = field(default_factory=lambda: {"mae": {"weight": 1.0}, "contrastive": {"weight": 0.5}})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        cfg = cls()
+        for section, values in (d or {}).items():
+            if section not in _SECTIONS:
+                raise OmnipatchError(_unknown_key(section, list(_SECTIONS)))
+            if section == "objectives":
+                cfg.objectives = parse_objectives(values) if isinstance(values, str) else dict(values)
+                continue
+            for k, v in (values or {}).items():
+                set_key(cfg, f"{section}.{k}", v)
+        return cfg
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "objectives": dict, "train": TrainConfig}
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown config key {key!r}{hint}"
+
+
+def _coerce(value: Any, like: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    if isinstance(like, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise OmnipatchError(f"config key {key!r} expects true/false, got {value!r}")
+    try:
+        if isinstance(like, int):
+            return int(value)
+        if isinstance(like, float):
+            return float(value)
+    except ValueError:
+        raise OmnipatchError(f"config key {key!r} expects a {type(like).__name__}, got {value!r}") from None
+    return _parse_scalar(value) if not isinstance(like, str) else value
+
+
+def _parse_scalar(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except (ValueError, TypeError):
+        return value
+
+
+def set_key(cfg: Config, dotted: str, value: Any) -> None:
+    """Set ``section.key`` (or ``data.options.name`` / ``objectives.name.arg``) on ``cfg``."""
+    parts = dotted.split(".")
+    section = parts[0]
+    if section not in _SECTIONS:
+        raise OmnipatchError(_unknown_key(dotted, list(_SECTIONS)))
+    if section == "objectives":
+        if len(parts) != 3:
+            raise OmnipatchError(f"objective overrides look like objectives.NAME.ARG=VALUE, got {dotted!r}")
+        cfg.objectives.setdefault(parts[1], {"weight": 1.0})[parts[2]] = _parse_scalar(value) if isinstance(value, str) else value
+        return
+    obj = getattr(cfg, section)
+    names = [f.name for f in dataclasses.fields(obj)]
+    if len(parts) < 2 or parts[1] not in names:
+        raise OmnipatchError(_unknown_key(dotted, [f"{section}.{n}" for n in names]))
+    if parts[1] == "options" and len(parts) == 3:
+        obj.options[parts[2]] = _parse_scalar(value) if isinstance(value, str) else value
+        return
+    if len(parts) != 2:
+        raise OmnipatchError(_unknown_key(dotted, [f"{section}.{n}" for n in names]))
+    setattr(obj, parts[1], _coerce(value, getattr(obj, parts[1]), dotted))
+
+
+def parse_objectives(spec: str) -> dict:
+    """``"mae+contrastive:0.5"`` -> ``{"mae": {"weight": 1.0}, "contrastive": {"weight": 0.5}}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split("+"))):
+        name, _, w = part.partition(":")
+        try:
+            out[name] = {"weight": float(w) if w else 1.0}
+        except ValueError:
+            raise OmnipatchError(f"objective weight must be a number in {part!r}") from None
+    if not out:
+        raise OmnipatchError(f"no objective in {spec!r}")
+    return out
+
+
+def load_yaml(path: str | Path) -> Config:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise OmnipatchError(f"{path}: config file not found")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise OmnipatchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise OmnipatchError(f"{path}: top level must be a mapping of sections")
+    return Config.from_dict(d)

@@ -1,0 +1,204 @@
+"""The training loop: AdamW, warmup + cosine, grad accumulation, bf16 autocast, clipping,
+non-finite checks, progress, JSONL metrics, atomic checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from omnipatch import checkpoint as ckpt
+from omnipatch.batch import Batch
+from omnipatch.config import TrainConfig
+from omnipatch.data import step_loader
+from omnipatch.errors import OmnipatchError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def step_generator(seed: int, micro_step: int, device: torch.device) -> torch.Generator:
+    """The only source of randomness for step ``micro_step`` (augmentations and masks)."""
+    g = torch.Generator(device=device if device.type == "cuda" else "cpu")
+    return g.manual_seed(seed * 1_000_003 + micro_step)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norms and embeddings (ndim < 2), as MAE / timm."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+class Progress:
+    """One-line progress bar on a terminal; a line every ``every`` updates otherwise."""
+
+    def __init__(self, total: int, start: int, every: int = 100):
+        self.total, self.t0, self.s0, self.every = total, time.time(), start, every
+        self.tty = sys.stderr.isatty()
+
+    def update(self, step: int, text: str) -> None:
+        done = step - self.s0
+        el = time.time() - self.t0
+        eta = el / max(done, 1) * (self.total - step)
+        line = f"step {step}/{self.total} {text} | ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        if self.tty:
+            print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
+        elif step % self.every == 0 or step == self.total:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: TrainConfig,
+        run_dir: str | Path, config: dict, resume: bool = False, augment_strength: float = 1.0,
+        num_workers: int = 0, quiet: bool = False) -> dict:
+    """Pretrain ``model`` on ``dataset``; returns a summary (steps, last losses, samples/s).
+
+    ``config`` is the JSON saved in every checkpoint (run config + model architecture).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    per_epoch = len(dataset) // cfg.batch_size // cfg.grad_accum
+    if per_epoch == 0:
+        raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum "
+                             f"= {cfg.batch_size * cfg.grad_accum}")
+    total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio))
+    start = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        state = ckpt.load_train_state(run_dir)
+        if state is None:
+            raise OmnipatchError(f"{run_dir}: nothing to resume (no checkpoint with training state)")
+        ckpt.load_weights(run_dir, model)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        start = int(state["step"])
+        _truncate_metrics(metrics_path, start)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    def save(step: int) -> None:
+        ckpt.save(run_dir, model, config, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                           "step": step, "rng": ckpt.rng_state()})
+
+    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, start * cfg.grad_accum, num_workers))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    n_views = model.n_views
+    progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
+    acc: dict[str, float] = {}
+    n_acc, seen, t_log = 0, 0, time.time()
+    skipped_f = run_dir / "skipped.jsonl"
+    model.train()
+    for step in range(start, total):
+        for micro in range(cfg.grad_accum):
+            batch, bad = next(loader)
+            if bad:
+                with open(skipped_f, "a") as f:
+                    for b in bad:
+                        f.write(json.dumps({"step": step, "source": b.source, "reason": b.reason}) + "\n")
+            if batch is None or len(batch) < 2:
+                continue
+            batch = batch.to(device, non_blocking=True)
+            g = step_generator(cfg.seed, step * cfg.grad_accum + micro, device)
+            views = [augment(batch, g, augment_strength) for _ in range(n_views)] if n_views > 1 else [batch]
+            with autocast:
+                terms = model(views, modality, g)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                vals = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
+                                     f"check the data for NaN/inf, or set train.bf16=false")
+            (loss / cfg.grad_accum).backward()
+            for k, v in terms.items():
+                acc[k] = acc.get(k, 0.0) + float(v.detach())
+            n_acc += 1
+            seen += len(batch)
+        if cfg.grad_clip > 0:
+            gn = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn) * cfg.grad_accum
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == total:
+            dt = time.time() - t_log
+            rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": seen / max(dt, 1e-9)}
+            rec.update({k: v / max(n_acc, 1) for k, v in acc.items()})
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if not quiet:
+                terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k not in ("step", "lr", "samples_per_s", "grad_norm"))
+                progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
+            acc, n_acc, seen, t_log = {}, 0, 0, time.time()
+        if done % cfg.checkpoint_every == 0 or done == total:
+            save(done)
+    if not quiet:
+        progress.close()
+    records = read_metrics(metrics_path)
+    plot_curve(records, run_dir / "loss_curve.png")
+    return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
+            "train_config": asdict(cfg)}
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    p = Path(path)
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop records logged after the checkpoint (they will be logged again)."""
+    keep = [r for r in read_metrics(path) if r["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def plot_curve(records: list[dict], out: str | Path) -> None:
+    """Loss curve(s) per logged term to a PNG."""
+    if not records:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in records[0] if k not in ("step", "lr", "samples_per_s", "grad_norm")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    steps = [r["step"] for r in records]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(steps, [r.get(k, float("nan")) for r in records])
+        ax.set_title(k)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["fit", "Batch"]
