@@ -115,6 +115,7 @@ class GridAdapter(ModalityAdapter):
         return (x.float() - self.mean.view(shape)) / self.std.view(shape)
 
     def tokenize(self, batch: Batch) -> PatchTokens:
+        self._check(batch.x)  # before normalising: broadcasting would hide a channel mismatch
         x = self.normalize(batch.x)
         patches = self.patchify(x)
         grid = self.grid(tuple(x.shape[2:]))
