@@ -100,6 +100,9 @@ def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: Tra
         ckpt.load_weights(run_dir, model)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        lam = lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)
+        for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule may have been extended
+            group["lr"] = base * lam(int(state["step"]))
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
         _truncate_metrics(metrics_path, start)
@@ -134,7 +137,7 @@ def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: Tra
                 terms = model(views, modality, g)
             loss = terms["loss"]
             if not torch.isfinite(loss):
-                vals = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
                                      f"check the data for NaN/inf, or set train.bf16=false")
             (loss / cfg.grad_accum).backward()

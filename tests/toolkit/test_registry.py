@@ -1,0 +1,39 @@
+import pytest
+
+from omnipatch.errors import OmnipatchError
+from omnipatch.registry import Registry
+
+
+def test_register_get_describe():
+    r = Registry("widget")
+
+    @r.register("alpha", "first widget")
+    class A:
+        pass
+
+    r.add("beta", object(), "second")
+    assert r.get("alpha") is A
+    assert list(r) == ["alpha", "beta"] and "alpha" in r
+    assert r.describe() == {"alpha": "first widget", "beta": "second"}
+
+
+def test_unknown_name_suggests():
+    r = Registry("widget")
+    r.add("contrastive", 1)
+    with pytest.raises(OmnipatchError, match=r"unknown widget 'contrastiv'; did you mean 'contrastive'"):
+        r.get("contrastiv")
+
+
+def test_duplicate_registration_rejected():
+    r = Registry("widget")
+    r.add("a", 1)
+    with pytest.raises(ValueError, match="already registered"):
+        r.add("a", 2)
+
+
+def test_builtin_registries_populated():
+    from omnipatch.modality import ADAPTERS, MODALITIES, load_builtin
+    from omnipatch.objectives import OBJECTIVES
+
+    load_builtin()
+    assert "image" in MODALITIES and "grid" in ADAPTERS and {"mae", "contrastive"} <= set(OBJECTIVES)
