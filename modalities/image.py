@@ -1,5 +1,8 @@
 """Images: PNG / JPEG / TIFF (16-bit, multi-band) / ``.npy`` -> ``(C, H, W)`` float tensors.
 
+Layouts: TIFF band order comes from the file's own axes (planar or interleaved); ``.npy``
+arrays are ``(H, W)`` or ``(H, W, C)``, or ``(C, H, W)`` when C <= 16 < W.
+
 Readers: Pillow for PNG/JPEG, tifffile for TIFF (any band count, 8/16/32-bit), numpy for
 ``.npy`` (``allow_pickle=False``). Values are scaled to [0, 1] by their integer type's range;
 float data is kept as is. Every image is resized to ``image_size`` (antialiased).
@@ -32,7 +35,11 @@ def read_array(path: str) -> np.ndarray:
         elif suffix in ("tif", "tiff"):
             import tifffile
 
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                arr = series.asarray()
+                if arr.ndim == 3 and series.axes[0] not in "YX":  # planar (C, H, W) band stack
+                    arr = np.moveaxis(arr, 0, -1)
         else:
             from PIL import Image
 
@@ -49,7 +56,7 @@ def read_array(path: str) -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3 or min(arr.shape[:2]) < 1:
         raise BadSampleError(path, f"expected a 2-D image (H, W[, C]), got array of shape {arr.shape}")
-    if arr.shape[0] <= 16 and arr.shape[2] > 16:  # channels-first (C, H, W) as many band stacks are
+    if suffix == "npy" and arr.shape[0] <= 16 and arr.shape[2] > 16:  # (C, H, W) band stack
         arr = arr.transpose(1, 2, 0)
     return arr
 

@@ -31,13 +31,20 @@ def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "r
     return spec.open_dataset(source, on_bad_sample=on_bad_sample, **{**spec.options, **options})
 
 
+def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
+    """Fail fast, before reading any data, on unknown preset / objective / mask names."""
+    PRESETS.get(cfg.model.preset)
+    for name in cfg.objectives:
+        OBJECTIVES.get(name)
+    mask = MaskSpec(cfg.model.mask or spec.default_mask, cfg.model.mask_ratio, cfg.model.block_size)
+    MASKS.get(mask.strategy)
+    return mask
+
+
 def build_model(cfg: Config, spec: ModalitySpec, dataset) -> OmniModel:
     """Adapter (stats inferred from ``dataset``) + encoder preset + objectives, seeded."""
     enc = PRESETS.get(cfg.model.preset)
-    for name in cfg.objectives:
-        OBJECTIVES.get(name)  # unknown names fail early, with suggestions
-    mask = MaskSpec(cfg.model.mask or spec.default_mask, cfg.model.mask_ratio, cfg.model.block_size)
-    MASKS.get(mask.strategy)
+    mask = check_names(cfg, spec)
     kwargs = spec.adapter_kwargs(dataset, {**spec.options, **cfg.data.options})
     torch.manual_seed(cfg.train.seed)
     adapter = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
@@ -63,6 +70,7 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         dataset = open_data(spec, cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
     else:
         spec = MODALITIES.get(cfg.data.modality)
+        check_names(cfg, spec)
         dataset = open_data(spec, cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
         model = build_model(cfg, spec, dataset)
     if cfg.data.cache and cfg.data.num_workers == 0:
