@@ -2,5 +2,7 @@
 
 from omnipatch.adapters.grid import GridAdapter
 from omnipatch.adapters.image import ImageAdapter
+from omnipatch.adapters.pointcloud import PointCloudAdapter  # noqa: F401
+from omnipatch.adapters.tabular import TabularAdapter  # noqa: F401
 
 __all__ = ["GridAdapter", "ImageAdapter"]

@@ -1,0 +1,362 @@
+"""Point clouds: PLY / PCD / XYZ / PTS clouds and OBJ / STL / OFF / PLY meshes -> ``(N, C)``.
+
+Reading goes through open3d (imported lazily): clouds with ``open3d.t.io`` (keeps normals,
+colours and intensity), meshes with ``open3d.io.read_triangle_mesh`` and are sampled
+uniformly on their surface (``mesh_points`` points, seeded, so a file always gives the same
+cloud). A PLY file is a mesh when its header declares faces.
+
+Sample layout: ``x (N, C)`` float32 with channels ``[xyz | normals | colours | intensity]``;
+which extras are present is fixed per dataset by ``features`` (inferred from the first
+readable file when not given). Colours and intensity come with normals (estimated by
+open3d when a file lacks them), so ``C`` alone tells the layout: 3 xyz, 4 +intensity,
+6 +normals, 7 +normals+intensity, 9 +normals+colours, 10 all. Each cloud is centred on its
+centroid and scaled into the unit sphere; clouds keep their own point count (up to
+``max_points``) and ``collate`` pads them, marking padding in ``x_mask (B, N)``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities.sources import Entry, resolve
+from omnipatch.modality import MODALITIES, ModalitySpec
+
+CLOUD_EXTENSIONS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
+MESH_EXTENSIONS = (".obj", ".stl", ".off")
+EXTENSIONS = CLOUD_EXTENSIONS + MESH_EXTENSIONS
+FEATURES = ("normals", "colors", "intensity")
+#: channels per extra feature, in layout order
+WIDTH = {"normals": 3, "colors": 3, "intensity": 1}
+
+
+def _open3d():
+    try:
+        import open3d as o3d
+    except ImportError as e:  # missing wheel or system libusb-1.0 (see Makefile `sysdeps`)
+        raise OmnipatchError(f"point clouds need open3d, which cannot be imported ({e}); "
+                             "run `make venv` (installs open3d-cpu and libusb-1.0-0)") from None
+    return o3d
+
+
+@contextmanager
+def _native_output() -> Iterator[list[str]]:
+    """Capture what open3d prints (it reports read failures only as printed warnings, via
+    Python's ``sys.stdout`` or the C streams); yields a list holding the text afterwards."""
+    out: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    py = io.StringIO()
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            with redirect_stdout(py), redirect_stderr(py):
+                yield out
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace") + py.getvalue())
+
+
+def _failure(log: str) -> str | None:
+    """The first line of open3d's output that reports a failed read, cleaned of colour codes."""
+    for line in log.splitlines():
+        clean = line.replace("\x1b[1;33m", "").replace("\x1b[0;m", "").replace("\x1b[0m", "").strip()
+        low = clean.lower()
+        if "fail" in low or "error" in low or "unable" in low or low.startswith("rply"):
+            return clean.replace("[Open3D WARNING] ", "").replace("[Open3D ERROR] ", "")
+    return None
+
+
+@dataclass
+class PointData:
+    """One decoded file: ``points (N, 3)`` float64 and optional ``normals (N, 3)``,
+    ``colors (N, 3)`` in [0, 1], ``intensity (N, 1)``; ``is_mesh`` if sampled from a mesh."""
+
+    points: np.ndarray
+    normals: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    intensity: np.ndarray | None = None
+    is_mesh: bool = False
+
+    def available(self) -> list[str]:
+        return [f for f in FEATURES if getattr(self, f) is not None]
+
+
+def _ply_has_faces(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    header = head.split(b"end_header", 1)[0].decode("ascii", "replace")
+    for line in header.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[:2] == ["element", "face"]:
+            return parts[2].isdigit() and int(parts[2]) > 0
+    return False
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "u":  # 8/16-bit colours
+        return a.astype(np.float64) / float(np.iinfo(a.dtype).max)
+    return a.astype(np.float64)
+
+
+def read_points(path: str, mesh_points: int = 2048, seed: int = 0) -> PointData:
+    """Decode a cloud or mesh file, raising :class:`BadSampleError` naming the file.
+
+    Args:
+        path: a file with one of :data:`EXTENSIONS`.
+        mesh_points: points sampled uniformly on a mesh's surface.
+        seed: open3d's sampling seed (meshes), so reads are reproducible.
+    """
+    if not os.path.isfile(path):
+        raise BadSampleError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise BadSampleError(path, "empty file (0 bytes)")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in EXTENSIONS:
+        raise BadSampleError(path, f"unsupported extension {suffix!r} (expected one of {', '.join(EXTENSIONS)})")
+    o3d = _open3d()
+    mesh = suffix in MESH_EXTENSIONS or (suffix == ".ply" and _ply_has_faces(path))
+    with _native_output() as log:
+        if mesh:
+            data = _read_mesh(o3d, path, mesh_points, seed)
+        else:
+            data = _read_cloud(o3d, path)
+    problem = _failure(log[0])
+    if problem:
+        raise BadSampleError(path, f"open3d could not read it ({problem})")
+    if len(data.points) == 0:
+        raise BadSampleError(path, "no points (empty cloud or unreadable file)")
+    if not np.isfinite(data.points).all():
+        raise BadSampleError(path, "contains NaN or infinite coordinates")
+    return data
+
+
+def _read_cloud(o3d, path: str) -> PointData:
+    pc = o3d.t.io.read_point_cloud(path)
+    attrs = {k: pc.point[k].numpy() for k in pc.point}
+    pts = attrs.get("positions")
+    if pts is None or pts.size == 0:
+        return PointData(np.zeros((0, 3)))
+    inten = attrs.get("intensity", attrs.get("intensities"))
+    return PointData(
+        points=pts.astype(np.float64).reshape(-1, 3),
+        normals=None if "normals" not in attrs else _as_float(attrs["normals"]).reshape(-1, 3),
+        colors=None if "colors" not in attrs else _as_float(attrs["colors"]).reshape(-1, 3),
+        intensity=None if inten is None else _as_float(inten).reshape(-1, 1),
+    )
+
+
+def _read_mesh(o3d, path: str, n: int, seed: int) -> PointData:
+    m = o3d.io.read_triangle_mesh(path)
+    if len(m.triangles) == 0:  # vertices only: a cloud in mesh clothing
+        v = np.asarray(m.vertices, dtype=np.float64)
+        cols = np.asarray(m.vertex_colors) if m.has_vertex_colors() else None
+        nrm = np.asarray(m.vertex_normals) if m.has_vertex_normals() else None
+        return PointData(v, nrm, cols)
+    if not m.has_vertex_normals():
+        m.compute_vertex_normals()
+    o3d.utility.random.seed(seed)
+    pc = m.sample_points_uniformly(number_of_points=n)
+    return PointData(
+        points=np.asarray(pc.points, dtype=np.float64),
+        normals=np.asarray(pc.normals, dtype=np.float64) if pc.has_normals() else None,
+        colors=np.asarray(pc.colors, dtype=np.float64) if pc.has_colors() else None,
+        is_mesh=True,
+    )
+
+
+def estimate_normals(points: np.ndarray, k: int = 30) -> np.ndarray:
+    """PCA normals of the ``k`` nearest neighbours (open3d), oriented away from the centroid."""
+    o3d = _open3d()
+    if len(points) < 3:  # no plane through fewer than three points
+        return np.tile([0.0, 0.0, 1.0], (len(points), 1))
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(min(k, len(points))))
+    n = np.asarray(pc.normals, dtype=np.float64)
+    flip = ((points - points.mean(0)) * n).sum(1) < 0
+    n[flip] *= -1
+    return n
+
+
+def resolve_features(features) -> list[str]:
+    """Validate and order user features; colours / intensity bring normals with them."""
+    if isinstance(features, str):
+        features = [f for f in features.replace("+", ",").split(",") if f.strip()]
+    feats = [f.strip().lower() for f in features]
+    unknown = [f for f in feats if f not in FEATURES and f != "xyz"]
+    if unknown:
+        raise OmnipatchError(f"unknown point feature(s) {unknown} (known: xyz, {', '.join(FEATURES)})")
+    if ("colors" in feats or "intensity" in feats) and "normals" not in feats:
+        feats.append("normals")  # layout rule: C identifies the channels (see module doc)
+    return [f for f in FEATURES if f in feats]
+
+
+def to_array(data: PointData, features: list[str], path: str, max_points: int,
+             min_points: int = 1) -> np.ndarray:
+    """``(N, C)`` float32: unit-sphere xyz then the requested extras (module doc layout)."""
+    n = len(data.points)
+    if n < max(1, min_points):
+        raise BadSampleError(path, f"has {n} points, fewer than min_points={max(1, min_points)}")
+    cols = {"normals": data.normals, "colors": data.colors, "intensity": data.intensity}
+    for f in ("colors", "intensity"):
+        if f in features and cols[f] is None:
+            raise BadSampleError(path, f"has no {f}, but the data set uses features {features} "
+                                       f"(set the option features to exclude {f!r})")
+    if "normals" in features and cols["normals"] is None:
+        cols["normals"] = estimate_normals(data.points)
+    keep = slice(None)
+    if n > max_points:  # reproducible subset per file
+        rng = np.random.default_rng(zlib.crc32(path.encode()))
+        keep = np.sort(rng.choice(n, size=max_points, replace=False))
+    pts = data.points[keep]
+    pts = pts - pts.mean(0)
+    scale = float(np.sqrt((pts**2).sum(1)).max())
+    parts = [pts / scale if scale > 0 else pts]
+    for f in features:
+        v = cols[f][keep]
+        if f == "normals":
+            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        parts.append(v)
+    x = np.concatenate(parts, 1).astype(np.float32)
+    if not np.isfinite(x).all():
+        raise BadSampleError(path, "contains NaN or infinite attribute values")
+    return x
+
+
+class PointCloudDataset(FileDataset):
+    """Point clouds / meshes from a folder, glob or manifest.
+
+    Args:
+        source: folder / glob / manifest (``path``, optional ``id``, ``label``).
+        max_points: clouds with more points keep a reproducible random subset of this size.
+        mesh_points: points sampled on each mesh's surface.
+        features: extra channels (``normals``, ``colors``, ``intensity``, as a list or a
+            ``+``-joined string; ``xyz`` alone for none); None infers them from the first
+            readable file. A file lacking required colours/intensity is a bad sample;
+            missing normals are estimated.
+        min_points: clouds with fewer points are bad samples (an empty cloud always is).
+        on_bad_sample: ``raise`` or ``skip``.
+    """
+
+    def __init__(self, source, max_points: int = 2048, mesh_points: int = 2048, features=None,
+                 min_points: int = 1, on_bad_sample: str = "raise"):
+        super().__init__(resolve(source, EXTENSIONS), on_bad_sample)
+        self.max_points, self.mesh_points, self.min_points = int(max_points), int(mesh_points), int(min_points)
+        self.features = resolve_features(features) if features is not None else self._infer_features()
+        self.channels = 3 + sum(WIDTH[f] for f in self.features)
+
+    def _infer_features(self) -> list[str]:
+        for e in self.entries[:16]:
+            try:
+                d = read_points(e.path, self.mesh_points)
+            except BadSampleError:
+                continue
+            return resolve_features(d.available())
+        raise OmnipatchError(f"none of the first {min(16, len(self.entries))} point files could be read "
+                             f"(first: {self.entries[0].path})")
+
+    def read(self, entry: Entry) -> Sample:
+        data = read_points(entry.path, self.mesh_points)
+        x = to_array(data, self.features, entry.path, self.max_points, self.min_points)
+        return Sample(x=torch.from_numpy(x), id=entry.id, label=self.label_of(entry))
+
+
+def extra_stats(dataset, max_samples: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std of the extra channels (beyond xyz) over valid points."""
+    c = dataset.channels - 3
+    if c == 0:
+        return [], []
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
+    xs = [s.x[:, 3:] for s in (dataset[int(i)] for i in idx) if isinstance(s, Sample)]
+    if not xs:
+        raise OmnipatchError("no readable point clouds to compute normalisation statistics")
+    x = torch.cat(xs, 0).double()
+    return x.mean(0).tolist(), x.std(0).clamp_min(1e-6).tolist()
+
+
+def _rotation(B: int, r, strength: float) -> torch.Tensor:
+    """``(B, 3, 3)``: a turn about z (up to +-pi * strength) after small tilts about x, y."""
+    def rot(axis: int, a: torch.Tensor) -> torch.Tensor:
+        c, s = a.cos(), a.sin()
+        m = torch.zeros(B, 3, 3, dtype=a.dtype, device=a.device)
+        i, j = [k for k in range(3) if k != axis]
+        m[:, axis, axis] = 1
+        m[:, i, i], m[:, i, j], m[:, j, i], m[:, j, j] = c, -s, s, c
+        return m
+
+    tilt = math.radians(15) * strength
+    return rot(2, (r(B) * 2 - 1) * math.pi * strength) @ rot(1, (r(B) * 2 - 1) * tilt) @ rot(0, (r(B) * 2 - 1) * tilt)
+
+
+def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> Batch:
+    """One random view per cloud, batched: rotation (about z, small tilts), anisotropic
+    scaling (+-20 %), Gaussian jitter (sigma 0.01, clipped at 0.05) and point dropout (up to
+    half the points, marked as padding in ``x_mask``; the first real point always stays).
+    Normals (channels 3:6 when C >= 6) turn with the cloud."""
+    x = batch.x.float()
+    B, N, C = x.shape
+    g, dev = generator, x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=g.device).to(dev)
+    R = _rotation(B, r, strength)
+    scale = 1 + (r(B, 1, 3) * 2 - 1) * 0.2 * strength
+    xyz = (x[..., :3] @ R.transpose(1, 2)) * scale
+    noise = torch.randn(B, N, 3, generator=g, device=g.device).to(dev)
+    xyz = xyz + (noise * 0.01 * strength).clamp(-0.05, 0.05)
+    parts = [xyz]
+    if C >= 6:  # normals: rotate, then the inverse-transpose of the scaling, renormalise
+        nrm = (x[..., 3:6] @ R.transpose(1, 2)) / scale
+        parts += [nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12), x[..., 6:]]
+    else:
+        parts.append(x[..., 3:])
+    out = torch.cat(parts, -1)
+    valid = torch.ones(B, N, dtype=torch.bool, device=dev) if batch.x_mask is None else ~batch.x_mask
+    drop = r(B, N) < (r(B, 1) * 0.5 * strength)
+    first = valid.long().argmax(1, keepdim=True)
+    drop.scatter_(1, first, False)
+    x_mask = ~valid | drop
+    return batch.replace(x=out, x_mask=x_mask)
+
+
+def _adapter_kwargs(dataset: PointCloudDataset, options: dict) -> dict:
+    mean, std = extra_stats(dataset)
+    return {"in_chans": dataset.channels, "num_groups": int(options.get("num_groups", 64)),
+            "group_size": int(options.get("group_size", 32)), "mean": mean, "std": std}
+
+
+def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None, min_points: int = 1,
+          on_bad_sample: str = "raise", **_) -> PointCloudDataset:
+    return PointCloudDataset(source, max_points=max_points, mesh_points=mesh_points, features=features,
+                             min_points=min_points, on_bad_sample=on_bad_sample)
+
+
+SPEC = ModalitySpec(
+    name="pointcloud",
+    description="point clouds (PLY, PCD, XYZ, PTS) and meshes (OBJ, STL, OFF) via open3d",
+    open_dataset=_open,
+    adapter="pointcloud",
+    adapter_kwargs=_adapter_kwargs,
+    augment=augment,
+    default_mask="random",
+    options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
+             "num_groups": 64, "group_size": 32},
+)
+MODALITIES.add(SPEC.name, SPEC, SPEC.description)
