@@ -1,0 +1,358 @@
+"""Audio: WAV / FLAC / OGG (anything libsndfile decodes) -> log-mel spectrograms.
+
+A sample is ``x (T, C, F)``: T time frames first (so clips of different lengths collate by
+padding the first axis, marked in ``x_mask``), C channels (1 after the default down-mix),
+F mel bands; values are decibels (``10 log10`` of mel power, floored 80 dB below the clip's
+peak). ``x_mask (T,)`` is True on frames that are padding, not sound.
+
+Per file: soundfile decodes (seeking to a manifest's ``start`` and reading only up to its
+``end``, in seconds), channels are down-mixed (or checked), torchaudio resamples to
+``sample_rate``, the clip is cropped to a window of ``seconds`` (centre by default; shorter
+clips are padded and the padding masked) or kept whole (``seconds=0``: variable length up to
+``max_seconds``), then torchaudio's ``MelSpectrogram`` (25 ms Hann window, 10 ms hop).
+
+Bad input -- missing, empty (0 bytes or 0 samples), corrupt or truncated, unsupported format,
+silent, shorter than ``min_seconds``, NaN samples -- raises :class:`BadSampleError` naming
+the file and the reason (or is skipped and reported with ``on_bad_sample="skip"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities.sources import Entry, resolve
+from omnipatch.modality import MODALITIES, ModalitySpec
+
+EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
+SILENCE_DBFS = -80.0  # a clip whose peak is below this is "silent" (16-bit dither is ~-96)
+TOP_DB = 80.0  # dynamic range kept below each clip's loudest mel bin
+
+
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames the RIFF/WAVE header promises (``data`` size / block align), or None.
+
+    libsndfile silently shortens a truncated WAV to what is on disk; comparing with the
+    header's promise is how a truncated file is told from a short one.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                ck = f.read(8)
+                if len(ck) < 8:
+                    return None
+                cid, size = ck[:4], struct.unpack("<I", ck[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                    if size % 2:
+                        f.seek(1, 1)
+                elif cid == b"data":
+                    if not align or size in (0, 0xFFFFFFFF):  # streaming writers leave it unset
+                        return None
+                    return size // align
+                else:
+                    f.seek(size + (size % 2), 1)
+    except OSError:
+        return None
+
+
+def _seconds(entry: Entry, key: str) -> float | None:
+    v = entry.get(key)
+    if v is None or str(v).strip().lower() in ("", "nan", "none"):
+        return None
+    try:
+        s = float(v)
+    except ValueError:
+        raise BadSampleError(entry.path, f"manifest {key!r} must be seconds, got {v!r}") from None
+    if s < 0 or not math.isfinite(s):
+        raise BadSampleError(entry.path, f"manifest {key!r} must be >= 0 seconds, got {v!r}")
+    return s
+
+
+def read_audio(path: str, start: float | None = None, end: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode ``[start, end)`` seconds of one file without decoding the rest.
+
+    Args:
+        path: audio file (WAV, FLAC, OGG/Vorbis, ... anything libsndfile reads).
+        start, end: optional segment in seconds; ``end`` past the file's end is clamped.
+    Returns:
+        ``(samples (N, C) float32 in [-1, 1], sample_rate)``.
+    Raises:
+        BadSampleError: missing, empty, unsupported, corrupt or truncated file, or a bad segment.
+    """
+    import soundfile as sf
+
+    if not os.path.exists(path):
+        raise BadSampleError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise BadSampleError(path, "empty file (0 bytes)")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        f = sf.SoundFile(path)
+    except Exception as e:
+        msg = str(e).split(": ", 1)[-1].strip() or type(e).__name__
+        if suffix not in EXTENSIONS:
+            raise BadSampleError(path, f"unsupported audio format {suffix or '(no extension)'!r} "
+                                       f"(readable: {', '.join(EXTENSIONS)}; libsndfile: {msg})") from None
+        raise BadSampleError(path, f"not a readable audio file (libsndfile: {msg})") from None
+    with f:
+        sr, n = f.samplerate, f.frames
+        if f.format in ("WAV", "WAVEX", "RF64"):
+            declared = _wav_declared_frames(path)
+            if declared is not None and declared > n:
+                raise BadSampleError(path, f"truncated: the WAV header declares {declared} samples, "
+                                           f"the file holds {n}")
+        if n == 0:
+            raise BadSampleError(path, "empty: 0 audio samples")
+        a = 0 if start is None else round(start * sr)
+        b = n if end is None else min(n, round(end * sr))
+        if a >= n:
+            raise BadSampleError(path, f"segment start {start:g} s is past the end of the file ({n / sr:.3f} s)")
+        if b <= a:
+            raise BadSampleError(path, f"empty segment: end {end:g} s <= start {start or 0:g} s")
+        try:
+            if a:
+                f.seek(a)
+            data = f.read(b - a, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise BadSampleError(path, f"corrupt or truncated ({type(e).__name__}: "
+                                       f"{str(e).split(': ', 1)[-1].strip()})") from None
+    if data.shape[0] < b - a:
+        raise BadSampleError(path, f"truncated: expected {b - a} samples, decoded {data.shape[0]}")
+    if not np.isfinite(data).all():
+        raise BadSampleError(path, "contains NaN or infinite samples")
+    return data, sr
+
+
+class AudioDataset(FileDataset):
+    """Log-mel spectrograms ``(T, C, F)`` from a folder, glob or manifest.
+
+    Args:
+        source: folder / glob / manifest (``path``, optional ``id``, ``label``, ``start``,
+            ``end`` in seconds). Several segments of one file need distinct ids; without an
+            ``id`` column, ``#start-end`` is appended to the path.
+        sample_rate: every file is resampled to this rate (Hz).
+        seconds: window length; longer clips are cropped (``crop``), shorter ones padded
+            with the padding marked in ``x_mask``. ``0`` / None keeps each clip's length.
+        n_mels: mel bands F.
+        hop_ms, win_ms: STFT hop and window (10 ms / 25 ms, the speech standard).
+        channels: 1 down-mixes to mono; k keeps k channels (mono files are repeated, any
+            other mismatch is an error); None infers k from the first readable file.
+        min_seconds: shorter clips are bad samples ("too short").
+        max_seconds: variable-length clips are cut to this many seconds (memory bound).
+        crop: ``"center"`` or ``"start"``: which window of a longer clip is kept (random
+            crops are the augmentation's job, so cached samples stay deterministic).
+        on_bad_sample: ``raise`` or ``skip`` (see :class:`FileDataset`).
+    """
+
+    def __init__(self, source, sample_rate: int = 16000, seconds: float | None = 1.0, n_mels: int = 64,
+                 hop_ms: float = 10.0, win_ms: float = 25.0, channels: int | None = 1,
+                 min_seconds: float = 0.1, max_seconds: float = 30.0, crop: str = "center",
+                 on_bad_sample: str = "raise"):
+        super().__init__(resolve(source, EXTENSIONS), on_bad_sample)
+        if crop not in ("center", "start"):
+            raise OmnipatchError(f"audio option crop must be 'center' or 'start', got {crop!r}")
+        if int(sample_rate) <= 0 or int(n_mels) <= 0 or hop_ms <= 0 or win_ms <= 0:
+            raise OmnipatchError("audio options sample_rate, n_mels, hop_ms, win_ms must be positive")
+        self.sample_rate, self.n_mels = int(sample_rate), int(n_mels)
+        self.seconds = float(seconds) if seconds else None
+        self.hop = max(1, round(self.sample_rate * hop_ms / 1000))
+        self.win = max(2, round(self.sample_rate * win_ms / 1000))
+        self.n_fft = 1 << (self.win - 1).bit_length()
+        self.min_samples = max(int(min_seconds * self.sample_rate), self.n_fft // 2 + 1)
+        self.max_seconds, self.crop = float(max_seconds), crop
+        self.frames = round(self.seconds * self.sample_rate / self.hop) if self.seconds else None
+        self._mel = None
+        self.channels = channels if channels is not None else self._infer_channels()
+        self.entries = [self._unique_id(e) for e in self.entries]
+
+    @staticmethod
+    def _unique_id(e: Entry) -> Entry:
+        s, t = e.get("start"), e.get("end")
+        if (s or t) and os.path.basename(e.id) == os.path.basename(e.path):
+            return Entry(e.path, f"{e.id}#{s or 0}-{t or 'end'}", e.label, e.extra)
+        return e
+
+    def _infer_channels(self) -> int:
+        for e in self.entries[:16]:
+            try:
+                return read_audio(e.path, 0.0, 0.01)[0].shape[1]
+            except BadSampleError:
+                continue
+        raise OmnipatchError(f"none of the first {min(16, len(self.entries))} audio files could be read "
+                             f"(first: {self.entries[0].path})")
+
+    @property
+    def mel(self):
+        if self._mel is None:
+            from torchaudio.transforms import MelSpectrogram
+
+            self._mel = MelSpectrogram(sample_rate=self.sample_rate, n_fft=self.n_fft, win_length=self.win,
+                                       hop_length=self.hop, n_mels=self.n_mels, power=2.0, center=True)
+        return self._mel
+
+    def waveform(self, entry: Entry) -> Tensor:
+        """Decoded, channel-matched, resampled samples ``(C, N)`` at ``sample_rate``."""
+        import torchaudio.functional as AF
+
+        data, sr = read_audio(entry.path, _seconds(entry, "start"), _seconds(entry, "end"))
+        peak = float(np.abs(data).max())
+        if peak <= 10 ** (SILENCE_DBFS / 20):
+            level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+            raise BadSampleError(entry.path, f"silent ({level}, below {SILENCE_DBFS:.0f} dBFS)")
+        wave = torch.from_numpy(np.ascontiguousarray(data.T))  # (C, N)
+        c = wave.shape[0]
+        if self.channels == 1 and c > 1:
+            wave = wave.mean(0, keepdim=True)
+        elif c != self.channels:
+            if c != 1:
+                raise BadSampleError(entry.path, f"has {c} channels, expected {self.channels} "
+                                                 f"(set channels=1 to down-mix)")
+            wave = wave.expand(self.channels, -1)
+        if sr != self.sample_rate:
+            wave = AF.resample(wave.contiguous(), sr, self.sample_rate)
+        if wave.shape[1] < self.min_samples:
+            raise BadSampleError(entry.path, f"too short: {data.shape[0] / sr:.3f} s, need at least "
+                                             f"{self.min_samples / self.sample_rate:.3f} s")
+        return wave
+
+    def features(self, wave: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(C, N)`` samples -> ``(x (T, C, F) dB, x_mask (T,) or None)`` with the window applied."""
+        n = wave.shape[1]
+        limit = round((self.seconds or self.max_seconds) * self.sample_rate)
+        if n > limit:
+            a = (n - limit) // 2 if (self.crop == "center" and self.seconds) else 0
+            wave = wave[:, a:a + limit]
+        with torch.no_grad():
+            power = self.mel(wave.float())  # (C, F, T')
+        db = 10.0 * torch.log10(power.clamp_min(1e-10))
+        db = torch.maximum(db, db.amax() - TOP_DB).permute(2, 0, 1).contiguous()  # (T', C, F)
+        if self.frames is None:
+            return db, None
+        T, valid = self.frames, min(self.frames, db.shape[0])
+        x = db.new_full((T, *db.shape[1:]), float(db.amin()))
+        x[:valid] = db[:valid]
+        mask = torch.zeros(T, dtype=torch.bool)
+        mask[valid:] = True
+        return x, mask
+
+    def read(self, entry: Entry) -> Sample:
+        x, mask = self.features(self.waveform(entry))
+        return Sample(x=x, id=entry.id, label=self.label_of(entry), x_mask=mask)
+
+
+def spectrogram_stats(dataset, max_samples: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std of the dB values over the non-padding frames of up to
+    ``max_samples`` evenly spaced readable samples (computed once; the adapter's config
+    carries them into the checkpoint)."""
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
+    chunks = []
+    for s in (dataset[int(i)] for i in idx):
+        if isinstance(s, Sample):
+            x = s.x if s.x_mask is None else s.x[~s.x_mask]
+            chunks.append(x.transpose(0, 1).reshape(x.shape[1], -1).double())  # (C, T*F)
+    if not chunks:
+        raise OmnipatchError("no readable audio to compute normalisation statistics")
+    x = torch.cat(chunks, 1)
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-6).tolist()
+
+
+def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> Batch:
+    """One random view per clip, batched, of ``x (B, T, C, F)`` dB spectrograms:
+
+    1. random time crop of 60-100 % of the window, resampled back to T frames (crop + time
+       stretch; the crop always overlaps the clip's sound, never only its padding);
+    2. SpecAugment (Park et al., 2019): two time masks (up to 10 % of T each) and two
+       frequency masks (up to 15 % of F), filled with the clip's mean;
+    3. gain of +-6 dB;
+    4. additive white noise 20-60 dB below the clip's peak (added in the power domain).
+    ``x_mask`` follows the crop. All magnitudes scale with ``strength``.
+    """
+    x = batch.x.float()
+    B, T, C, F = x.shape
+    g, dev = generator, x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=g.device).to(dev)
+    mask = batch.x_mask if batch.x_mask is not None else torch.zeros(B, T, dtype=torch.bool, device=dev)
+    n_valid = (~mask).sum(1).float()
+    # 1. crop of c frames starting at s, sampled back to T frames
+    c = T * (1.0 - 0.4 * strength * r(B))
+    s = r(B) * torch.minimum(T - c, n_valid - c / 2).clamp_min(0)
+    pos = s[:, None] + torch.arange(T, device=dev)[None] * (c / T)[:, None]  # (B, T) source frame
+    i0 = pos.floor().long().clamp(0, T - 1)
+    i1 = (i0 + 1).clamp(max=T - 1)
+    w = (pos - i0).clamp(0, 1)[:, :, None, None]
+    take = lambda i: x.gather(1, i[:, :, None, None].expand(B, T, C, F))
+    x = take(i0) * (1 - w) + take(i1) * w
+    mask = mask.gather(1, pos.round().long().clamp(0, T - 1))
+    # 2. SpecAugment with the per-clip, per-channel mean as fill
+    keep = (~mask).float()[:, :, None, None]
+    fill = (x * keep).sum((1, 3), keepdim=True) / (keep.sum(1, keepdim=True) * F).clamp_min(1)
+    hide = torch.zeros(B, T, 1, F, dtype=torch.bool, device=dev)
+    for size, max_w, view in ((T, 0.10, (B, T, 1, 1)), (F, 0.15, (B, 1, 1, F))):
+        ar = torch.arange(size, device=dev)[None]
+        for _ in range(2):
+            width = r(B, 1) * max_w * size * strength
+            start = r(B, 1) * (size - width)
+            hide |= ((ar >= start) & (ar < start + width)).view(view)
+    x = torch.where(hide, fill, x)
+    # 3. gain, 4. noise (power domain: 10 log10(10^(x/10) + 10^(n/10)))
+    x = x + ((r(B) * 2 - 1) * 6.0 * strength)[:, None, None, None]
+    peak = x.masked_fill(~keep.bool(), -1e4).amax((1, 2, 3), keepdim=True)
+    snr = 60.0 - 40.0 * strength * r(B, 1, 1, 1)
+    noise = peak - snr + 2.0 * torch.randn(x.shape, generator=g, device=g.device).to(dev)
+    k = math.log(10) / 10
+    x = torch.logaddexp(x * k, noise * k) / k
+    return batch.replace(x=x, x_mask=mask if batch.x_mask is not None or mask.any() else None)
+
+
+def _patch(options: dict) -> list[int]:
+    p = options.get("patch_size", [4, 16])
+    return [int(p), int(p)] if isinstance(p, (int, float)) else [int(v) for v in p]
+
+
+def _adapter_kwargs(dataset: AudioDataset, options: dict) -> dict:
+    patch = _patch(options)
+    if len(patch) != 2:
+        raise OmnipatchError(f"audio patch_size is [time, frequency], got {options.get('patch_size')}")
+    if dataset.n_mels % patch[1]:
+        raise OmnipatchError(f"audio n_mels={dataset.n_mels} is not a multiple of the frequency patch "
+                             f"{patch[1]} (patch_size={patch})")
+    mean, std = spectrogram_stats(dataset)
+    return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std}
+
+
+def _open(source, sample_rate: int = 16000, seconds: float | None = 1.0, n_mels: int = 64,
+          hop_ms: float = 10.0, win_ms: float = 25.0, channels: int | None = 1, min_seconds: float = 0.1,
+          max_seconds: float = 30.0, crop: str = "center", on_bad_sample: str = "raise", **_) -> AudioDataset:
+    return AudioDataset(source, sample_rate=sample_rate, seconds=seconds, n_mels=n_mels, hop_ms=hop_ms,
+                        win_ms=win_ms, channels=channels, min_seconds=min_seconds, max_seconds=max_seconds,
+                        crop=crop, on_bad_sample=on_bad_sample)
+
+
+SPEC = ModalitySpec(
+    name="audio",
+    description="sound (WAV, FLAC, OGG, ...) -> log-mel spectrogram, fixed window or variable length",
+    open_dataset=_open,
+    adapter="audio",
+    adapter_kwargs=_adapter_kwargs,
+    augment=augment,
+    default_mask="random",
+    options={"sample_rate": 16000, "seconds": 1.0, "n_mels": 64, "hop_ms": 10.0, "win_ms": 25.0,
+             "channels": 1, "min_seconds": 0.1, "max_seconds": 30.0, "crop": "center",
+             "patch_size": [4, 16]},
+)
+MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -1,0 +1,425 @@
+"""Video: MP4 / AVI / MKV / WebM / MOV (PyAV) and folders of frames -> clips ``(C, T, H, W)``.
+
+A sample is one clip of ``frames`` frames taken every ``stride`` source frames, resized so
+its short side fits ``size`` then centre-cropped, RGB (``channels=3``) or grey (1), values in
+[0, 1]. A video gives ``clips_per_video`` evenly spaced clips (one, centred, by default); a
+manifest's ``start`` / ``end`` seconds restrict where they are taken.
+
+Reading seeks: the container jumps to the key frame before the clip and decodes from there
+to the clip's last frame, never the whole file. Frame indices come from presentation time
+stamps (``pts * time_base * fps``), so B-frames and containers that do not store a frame
+count (MKV, WebM) are handled; a missing frame is filled with the next decoded one.
+
+Views (contrastive learning): the dataset returns the whole clip; :func:`augment` cuts a
+sub-clip of half its length at a random time and applies one spatial augmentation to all
+its frames, so the two views of a sample are two shorter clips from (usually) different
+times of the same video. MAE-only training and embedding see the whole clip. Hence
+``frames`` must be a multiple of twice the tubelet length.
+
+Bad input -- unreadable containers, no video stream, zero frames, truncated files, clips
+longer than the video, unreadable frame images -- raises :class:`BadSampleError` naming
+the file and the reason (or is skipped and reported with ``on_bad_sample="skip"``).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities.sources import Entry, resolve
+from omnipatch.modality import MODALITIES, ModalitySpec
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".wmv")
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """``frames`` in the video (declared or counted), ``fps`` (0 when unknown), native size."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _why(e: Exception) -> str:
+    """An FFmpeg error's reason without the path PyAV appends (the caller names the file)."""
+    return f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+
+
+def _target_size(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """Scaled ``(w, h)`` whose short side fits ``size`` (h, w) so a centre crop fills it."""
+    s = max(size[0] / height, size[1] / width)
+    return max(size[1], round(width * s)), max(size[0], round(height * s))
+
+
+def _center_crop(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    top, left = (a.shape[0] - size[0]) // 2, (a.shape[1] - size[1]) // 2
+    return a[top:top + size[0], left:left + size[1]]
+
+
+class VideoReader:
+    """One open video file (PyAV). Use as a context manager.
+
+    Attributes:
+        info: :class:`VideoInfo`.
+        frames_decoded: frames the decoder produced so far (shows that seeking works).
+    """
+
+    def __init__(self, path: str):
+        import av
+
+        self.path, self.frames_decoded, self._used = path, 0, False
+        if not os.path.exists(path):
+            raise BadSampleError(path, "file not found")
+        if os.path.getsize(path) == 0:
+            raise BadSampleError(path, "empty file (0 bytes)")
+        try:
+            self.container = av.open(path)
+        except Exception as e:
+            raise BadSampleError(path, f"not a readable video container ({_why(e)})") from None
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["none"]
+            self.close()
+            raise BadSampleError(path, f"no video stream (streams: {', '.join(kinds)})")
+        self.stream = s = self.container.streams.video[0]
+        s.thread_type = "AUTO"
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        self.fps = float(rate) if rate else 0.0
+        self.tb = float(s.time_base) if s.time_base else 0.0
+        self.t0 = s.start_time or 0
+        n = s.frames
+        if not n and self.fps:
+            if s.duration and self.tb:
+                n = round(s.duration * self.tb * self.fps)
+            elif self.container.duration:
+                n = round(self.container.duration / 1e6 * self.fps)
+        if not n:  # no count and no duration: count packets (demux only, no decoding), reopen
+            try:
+                n = sum(1 for p in self.container.demux(s) if p.size)
+            except Exception as e:
+                self.close()
+                raise BadSampleError(path, f"corrupt container ({_why(e)})") from None
+            self.container.close()
+            self.container = av.open(path)
+            self.stream = s = self.container.streams.video[0]
+            s.thread_type = "AUTO"
+        self.info = VideoInfo(int(n), self.fps, s.codec_context.width, s.codec_context.height)
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _index(self, frame, counter: int) -> int:
+        if frame.pts is None or not (self.tb and self.fps):
+            return counter
+        return round((frame.pts - self.t0) * self.tb * self.fps)
+
+    def clip(self, indices: list[int], size: tuple[int, int] | None = None, channels: int = 3) -> np.ndarray:
+        """Frames at ``indices`` (0-based, any order, repeats allowed) -> ``(T, H, W, C)`` uint8.
+
+        Seeks to the key frame before the first index and decodes up to the last one.
+        """
+        want = sorted(set(indices))
+        fmt = "gray" if channels == 1 else "rgb24"
+        w, h = _target_size(self.info.width, self.info.height, size) if size else (None, None)
+        seek = bool(self.tb and self.fps) and (want[0] > 0 or self._used)
+        if seek:
+            self.container.seek(self.t0 + int(want[0] / (self.fps * self.tb)), stream=self.stream,
+                                backward=True, any_frame=False)
+        elif self._used:  # no time stamps to seek by: start over and count
+            self.container.seek(0)
+        self._used = True
+        got, j, idx = {}, 0, -1
+        try:
+            for counter, frame in enumerate(self.container.decode(self.stream)):
+                self.frames_decoded += 1
+                if frame.pts is None and seek:  # no time stamps: frame numbers only from the start
+                    return self._restart(indices, size, channels)
+                idx = self._index(frame, counter)
+                if idx < want[j]:
+                    continue
+                arr = frame.to_ndarray(format=fmt, width=w, height=h, interpolation="AREA")
+                while j < len(want) and want[j] <= idx:
+                    got[want[j]] = arr
+                    j += 1
+                if j == len(want):
+                    break
+        except BadSampleError:
+            raise
+        except Exception as e:
+            raise BadSampleError(self.path, f"corrupt video data near frame {idx + 1} ({_why(e)})") from None
+        if j < len(want):
+            raise BadSampleError(self.path, f"truncated or corrupt: decoding stopped at frame {idx} but "
+                                            f"the clip needs frame {want[-1]} (the file declares "
+                                            f"{self.info.frames} frames)")
+        out = np.stack([got[i] for i in indices])
+        if out.ndim == 3:
+            out = out[..., None]
+        return np.ascontiguousarray(np.stack([_center_crop(f, size) for f in out])) if size else out
+
+    def _restart(self, indices, size, channels) -> np.ndarray:
+        self.tb = 0.0  # no time stamps: count frames from the start from now on
+        return self.clip(indices, size, channels)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+class FrameFolderReader:
+    """A folder of frame images (sorted naturally: ``f2.png`` before ``f10.png``) as a video."""
+
+    def __init__(self, path: str):
+        self.path, self.frames_decoded = path, 0
+        self.files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTENSIONS)), key=_natural_key)
+        if not self.files:
+            raise BadSampleError(path, f"no video frames (no {', '.join(FRAME_EXTENSIONS)} files in the folder)")
+        w, h = self._open(0).size
+        self.info = VideoInfo(len(self.files), 0.0, w, h)
+
+    def __enter__(self) -> FrameFolderReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def _open(self, i: int):
+        from PIL import Image
+
+        f = os.path.join(self.path, self.files[i])
+        try:
+            im = Image.open(f)
+            im.load()
+            return im
+        except Exception as e:
+            raise BadSampleError(f, f"unreadable frame image ({type(e).__name__}: {e})") from None
+
+    def clip(self, indices: list[int], size: tuple[int, int] | None = None, channels: int = 3) -> np.ndarray:
+        from PIL import Image
+
+        out = {}
+        for i in sorted(set(indices)):
+            im = self._open(i).convert("L" if channels == 1 else "RGB")
+            self.frames_decoded += 1
+            if size:
+                im = im.resize(_target_size(im.width, im.height, size), Image.Resampling.BILINEAR)
+            a = np.asarray(im)
+            out[i] = _center_crop(a, size) if size else a
+        shapes = {a.shape for a in out.values()}
+        if len(shapes) > 1:
+            raise BadSampleError(self.path, f"frames differ in size {sorted(shapes)}; set a size")
+        arr = np.stack([out[i] for i in indices])
+        return arr[..., None] if arr.ndim == 3 else arr
+
+
+def open_video(path: str) -> VideoReader | FrameFolderReader:
+    """A reader for a video file or a folder of frames."""
+    return FrameFolderReader(path) if os.path.isdir(path) else VideoReader(path)
+
+
+def _has_frames(d: Path) -> bool:
+    return any(f.is_file() and f.suffix.lower() in FRAME_EXTENSIONS for f in d.iterdir())
+
+
+def resolve_videos(source) -> list[Entry]:
+    """Video files and frame folders of a folder (recursive), glob, list or manifest.
+
+    A folder that directly holds frame images is one video; so is each sub-folder that does.
+    Manifest paths may point at files or frame folders.
+    """
+    if isinstance(source, (list, tuple)):
+        return [Entry(str(p), str(p)) for p in source]
+    src = str(source)
+    p = Path(src)
+    if p.is_file():
+        return resolve(source, VIDEO_EXTENSIONS)  # a manifest or one video file
+    if p.is_dir():
+        found = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+        found += [d for d in [p, *p.rglob("*")] if d.is_dir() and _has_frames(d)]
+        where = f"folder {src}"
+    else:
+        found = [Path(f) for f in glob.glob(src, recursive=True)]
+        found = [f for f in found if (f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+                 or (f.is_dir() and _has_frames(f))]
+        where = f"pattern {src}"
+        if not found and not any(c in src for c in "*?["):
+            raise OmnipatchError(f"{src}: no such file or folder")
+    if not found:
+        raise OmnipatchError(f"{where}: no videos ({', '.join(VIDEO_EXTENSIONS)}) and no folders of "
+                             f"frames ({', '.join(FRAME_EXTENSIONS)})")
+    return [Entry(str(f), str(f)) for f in sorted(found, key=lambda f: _natural_key(str(f)))]
+
+
+def _seconds(entry: Entry, key: str) -> float | None:
+    v = entry.get(key)
+    if v is None or str(v).strip().lower() in ("", "nan", "none"):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise BadSampleError(entry.path, f"manifest {key!r} must be seconds, got {v!r}") from None
+
+
+class VideoDataset(FileDataset):
+    """Clips ``(C, T, H, W)`` in [0, 1] from videos and frame folders.
+
+    Args:
+        source: folder / glob / manifest (``path``, optional ``id``, ``label``, ``start``,
+            ``end`` seconds) of video files or frame folders.
+        frames: T, frames per clip.
+        stride: take every ``stride``-th source frame (a clip spans ``stride*(T-1)+1`` frames).
+        size: output ``(H, W)`` or an int for square (short-side resize, centre crop).
+        channels: 3 for RGB, 1 for grey.
+        clips_per_video: evenly spaced clips per video, each its own sample (id ``path#k``).
+        on_bad_sample: ``raise`` or ``skip`` (see :class:`FileDataset`).
+    """
+
+    def __init__(self, source, frames: int = 16, stride: int = 2, size: int | tuple[int, int] = 32,
+                 channels: int = 3, clips_per_video: int = 1, on_bad_sample: str = "raise"):
+        entries = resolve_videos(source)
+        if channels not in (1, 3):
+            raise OmnipatchError(f"video option channels must be 1 (grey) or 3 (RGB), got {channels}")
+        if int(frames) < 1 or int(stride) < 1 or int(clips_per_video) < 1:
+            raise OmnipatchError("video options frames, stride and clips_per_video must be >= 1")
+        self.clips_per_video = int(clips_per_video)
+        if self.clips_per_video > 1:
+            entries = [Entry(e.path, f"{e.id}#{k}", e.label, e.extra + (("_clip", str(k)),))
+                       for e in entries for k in range(self.clips_per_video)]
+        super().__init__(entries, on_bad_sample)
+        self.frames, self.stride, self.channels = int(frames), int(stride), int(channels)
+        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+        self.span = self.stride * (self.frames - 1) + 1
+
+    def clip_indices(self, entry: Entry, info: VideoInfo) -> list[int]:
+        """Source frame indices of this entry's clip (validated against the video's length)."""
+        lo, hi = 0, info.frames
+        start, end = _seconds(entry, "start"), _seconds(entry, "end")
+        if start is not None or end is not None:
+            if not info.fps:
+                raise BadSampleError(entry.path, "start/end seconds need a frame rate; a frame folder has none")
+            lo = 0 if start is None else round(start * info.fps)
+            hi = hi if end is None else min(hi, round(end * info.fps))
+        if info.frames == 0:
+            raise BadSampleError(entry.path, "no video frames (zero-length video)")
+        if hi - lo < self.span:
+            raise BadSampleError(entry.path, f"too short: {max(hi - lo, 0)} frames, a clip of {self.frames} "
+                                             f"frames at stride {self.stride} needs {self.span}")
+        k = int(entry.get("_clip", "0"))
+        room = hi - lo - self.span
+        first = lo + (round(k * room / (self.clips_per_video - 1)) if self.clips_per_video > 1 else room // 2)
+        return [first + i * self.stride for i in range(self.frames)]
+
+    def read(self, entry: Entry) -> Sample:
+        with open_video(entry.path) as v:
+            arr = v.clip(self.clip_indices(entry, v.info), self.size, self.channels)  # (T, H, W, C)
+        x = torch.from_numpy(arr).permute(3, 0, 1, 2).float().div_(255.0)
+        return Sample(x=x.contiguous(), id=entry.id, label=self.label_of(entry))
+
+
+def clip_stats(dataset, max_samples: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std over up to ``max_samples`` evenly spaced readable clips."""
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
+    xs = [s.x.flatten(1).double() for s in (dataset[int(i)] for i in idx) if isinstance(s, Sample)]
+    if not xs:
+        raise OmnipatchError("no readable clips to compute normalisation statistics")
+    x = torch.cat(xs, 1)
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-6).tolist()
+
+
+def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> Batch:
+    """One random view per clip, batched, of ``x (B, C, T, H, W)``:
+
+    1. a sub-clip of ``T // 2`` consecutive frames at a random time (two calls give two
+       clips from different times of the same video, as in Feichtenhofer et al., 2021);
+    2. one random resized crop (area 50-100 %, aspect 3/4-4/3) applied to every frame;
+    3. brightness / contrast jitter per clip and light Gaussian noise.
+    No flips: motion direction and handedness are often what a label means.
+    """
+    x = batch.x.float()
+    B, C, T, H, W = x.shape
+    g, dev = generator, x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=g.device).to(dev)
+    Tv = max(1, T // 2)
+    first = (r(B) * (T - Tv + 1)).floor().long().clamp(max=T - Tv)
+    idx = first[:, None] + torch.arange(Tv, device=dev)[None]  # (B, Tv)
+    x = x.gather(2, idx[:, None, :, None, None].expand(B, C, Tv, H, W))
+    scale = 1.0 - strength * 0.5 * r(B)
+    logr = (r(B) * 2 - 1) * math.log(4 / 3) * strength
+    sx, sy = (scale * logr.exp()).sqrt().clamp(max=1), (scale / logr.exp()).sqrt().clamp(max=1)
+    tx, ty = (r(B) * 2 - 1) * (1 - sx), (r(B) * 2 - 1) * (1 - sy)
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, tx], 1), torch.stack([zero, sy, ty], 1)], 1)
+    frames = x.reshape(B, C * Tv, H, W)  # same crop for every frame of a clip
+    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+    x = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x.reshape(B, C, Tv, H, W)
+    mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    sd = x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+    contrast = 1 + (r(B, 1, 1, 1, 1) * 2 - 1) * 0.4 * strength
+    bright = (r(B, 1, 1, 1, 1) * 2 - 1) * 0.2 * strength * sd
+    x = (x - mean) * contrast + mean + bright
+    x = x + torch.randn(x.shape, generator=g, device=g.device).to(dev) * 0.02 * strength * sd
+    return batch.replace(x=x)
+
+
+def _patch(options: dict) -> list[int]:
+    p = options.get("patch_size", [2, 8, 8])
+    if isinstance(p, (int, float)):
+        return [2, int(p), int(p)]
+    p = [int(v) for v in p]
+    return [p[0], p[1], p[1]] if len(p) == 2 else p
+
+
+def _adapter_kwargs(dataset: VideoDataset, options: dict) -> dict:
+    patch = _patch(options)
+    if len(patch) != 3:
+        raise OmnipatchError(f"video patch_size is [t, p, p] (tubelet), got {options.get('patch_size')}")
+    t = patch[0]
+    if dataset.frames % (2 * t):
+        raise OmnipatchError(f"video frames={dataset.frames} must be a multiple of 2 x the tubelet length "
+                             f"{t} (contrastive views are half-clips)")
+    bad = [(s, p) for s, p in zip(dataset.size, patch[1:]) if s % p]
+    if bad:
+        raise OmnipatchError(f"video size {dataset.size} is not a multiple of the patch {patch[1:]}")
+    mean, std = clip_stats(dataset)
+    return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std}
+
+
+def _open(source, frames: int = 16, stride: int = 2, size: int | list[int] = 32, channels: int = 3,
+          clips_per_video: int = 1, on_bad_sample: str = "raise", **_) -> VideoDataset:
+    size = size if isinstance(size, int) else tuple(size)
+    return VideoDataset(source, frames=frames, stride=stride, size=size, channels=channels,
+                        clips_per_video=clips_per_video, on_bad_sample=on_bad_sample)
+
+
+SPEC = ModalitySpec(
+    name="video",
+    description="video (MP4, AVI, MKV, WebM, MOV via PyAV; frame folders) -> clips of T frames",
+    open_dataset=_open,
+    adapter="video",
+    adapter_kwargs=_adapter_kwargs,
+    augment=augment,
+    default_mask="tube",
+    options={"frames": 16, "stride": 2, "size": 32, "channels": 3, "clips_per_video": 1,
+             "patch_size": [2, 8, 8]},
+)
+MODALITIES.add(SPEC.name, SPEC, SPEC.description)
