@@ -70,9 +70,10 @@ class CachedDataset(Dataset):
         return getattr(self.base, name)
 
 
-def step_loader(dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0) -> DataLoader:
+def step_loader(dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0,
+                collate=None) -> DataLoader:
     return DataLoader(dataset, batch_sampler=StepSampler(len(dataset), batch_size, seed, start),
-                      collate_fn=CollateSkipping(), num_workers=num_workers,
+                      collate_fn=collate or CollateSkipping(), num_workers=num_workers,
                       persistent_workers=num_workers > 0)
 
 

@@ -73,12 +73,29 @@ class Progress:
             print(file=sys.stderr)
 
 
-def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: TrainConfig,
-        run_dir: str | Path, config: dict, resume: bool = False, augment_strength: float = 1.0,
-        num_workers: int = 0, quiet: bool = False) -> dict:
-    """Pretrain ``model`` on ``dataset``; returns a summary (steps, last losses, samples/s).
+def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> Callable:
+    """``(batch, generator) -> terms`` for one modality: ``model.n_views`` augmented views
+    (or the batch itself when one view suffices) through ``model``."""
 
-    ``config`` is the JSON saved in every checkpoint (run config + model architecture).
+    def compute(batch: Batch, g: torch.Generator) -> dict:
+        n = model.n_views
+        views = [augment(batch, g, strength) for _ in range(n)] if n > 1 else [batch]
+        return model(views, modality, g)
+
+    return compute
+
+
+def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator], dict], cfg: TrainConfig,
+        run_dir: str | Path, config: dict, resume: bool = False, num_workers: int = 0,
+        quiet: bool = False, collate: Callable | None = None) -> dict:
+    """Train ``model`` on ``dataset``; returns a summary (steps, first/last logged losses).
+
+    Args:
+        compute: ``(batch, generator) -> {"loss": ..., **terms}`` for one micro-batch; all
+            randomness must come from ``generator`` (seeded by the step) for exact resume.
+        config: the JSON saved in every checkpoint (run config + model architecture).
+        collate: batch collate (default drops and reports bad samples); must return
+            ``(batch or None, skipped list)`` where batch supports ``len`` and ``.to``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +130,8 @@ def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: Tra
         ckpt.save(run_dir, model, config, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                            "step": step, "rng": ckpt.rng_state()})
 
-    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, start * cfg.grad_accum, num_workers))
+    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, start * cfg.grad_accum, num_workers, collate))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    n_views = model.n_views
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}
     n_acc, seen, t_log = 0, 0, time.time()
@@ -132,9 +148,8 @@ def fit(model: nn.Module, dataset, *, modality: str, augment: Callable, cfg: Tra
                 continue
             batch = batch.to(device, non_blocking=True)
             g = step_generator(cfg.seed, step * cfg.grad_accum + micro, device)
-            views = [augment(batch, g, augment_strength) for _ in range(n_views)] if n_views > 1 else [batch]
             with autocast:
-                terms = model(views, modality, g)
+                terms = compute(batch, g)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())

@@ -11,7 +11,7 @@ from omnipatch import checkpoint as ckpt
 from omnipatch.config import Config
 from omnipatch.data import CachedDataset
 from omnipatch.encoder import PRESETS
-from omnipatch.engine import fit
+from omnipatch.engine import fit, single_modality_step
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig
 from omnipatch.masking import MASKS, MaskSpec
@@ -79,9 +79,9 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
               "classes": getattr(dataset, "classes", None)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    summary = fit(model, dataset, modality=spec.name, augment=spec.augment, cfg=cfg.train, run_dir=out,
-                  config=config, resume=resume, augment_strength=cfg.data.augment_strength,
-                  num_workers=cfg.data.num_workers, quiet=quiet)
+    compute = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength)
+    summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config,
+                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet)
     summary["reconstruction"] = str(save_reconstruction_picture(model, dataset, spec.name, out))
     summary["run_dir"] = str(out)
     return summary

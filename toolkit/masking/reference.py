@@ -63,7 +63,9 @@ def select(keys: Tensor, k: Tensor, padding_mask: Tensor | None = None) -> MaskR
     """
     B, L = keys.shape
     K = int(k.max()) if B else 0
-    idx_shuffle = torch.argsort(keys, dim=1, stable=True)
+    # ties only occur where they do not matter (equal tube/group keys cut at whole tubes or
+    # groups, +inf padding), so the faster unstable sort is safe
+    idx_shuffle = torch.argsort(keys, dim=1)
     # inverse permutation by scatter instead of a second argsort
     idx_restore = torch.empty_like(idx_shuffle)
     ar = torch.arange(L, device=keys.device).expand(B, L)
@@ -178,8 +180,14 @@ def _check_ratio(r: float) -> None:
 
 
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
-    """``x (B, L, D)``, ``idx (B, K)`` -> ``(B, K, D)`` without materialising a repeat."""
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    """``x (B, L, D)``, ``idx (B, K)`` -> ``(B, K, D)``.
+
+    One ``index_select`` of rows of the flattened ``(B*L, D)`` tensor: no ``(B, K, D)`` int64
+    index is materialised (MAE's ``gather(..., idx.repeat(1, 1, D))`` builds one).
+    """
+    B, L, D = x.shape
+    flat = (idx + torch.arange(B, device=idx.device).unsqueeze(1) * L).reshape(-1)
+    return x.reshape(B * L, D).index_select(0, flat).reshape(B, idx.shape[1], D)
 
 
 def unshuffle(visible_out: Tensor, mask_token: Tensor, res: MaskResult) -> Tensor:
