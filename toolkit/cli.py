@@ -6,11 +6,16 @@ User mistakes print one line ``omnipatch: error: ...`` and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 from omnipatch.errors import OmnipatchError
+
+
+#: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
+COMMAND_MODULES: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("list", help="registered modalities, adapters, objectives, masks, presets")
     s.set_defaults(func=_list)
+
+    for module in COMMAND_MODULES:  # finetune, export, retrieve ...: each adds its own subcommands
+        importlib.import_module(module).add_commands(sub)
 
     s = sub.add_parser("demo", help="pretrain on bundled handwritten digits and compare with a random encoder")
     s.add_argument("--out", default="runs/demo")
