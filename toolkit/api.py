@@ -24,37 +24,52 @@ class Pretrained:
 
     model: OmniModel
     config: dict
-    modality: str
+    modalities: list[str]
 
     @property
-    def spec(self):
-        return MODALITIES.get(self.modality)
+    def modality(self) -> str:
+        """The (first) modality the run was trained on."""
+        return self.modalities[0]
 
-    def open(self, source, on_bad_sample: str = "raise"):
+    def _name(self, modality: str | None) -> str:
+        m = modality or self.modality
+        if m not in self.modalities:
+            raise OmnipatchError(f"this run was trained on {', '.join(self.modalities)}, not {m!r}")
+        return m
+
+    def open(self, source, on_bad_sample: str = "raise", modality: str | None = None):
         """Dataset of ``source`` read with the same options as pretraining."""
         from omnipatch.pretrain import open_data
 
-        run = self.config["run"]["data"]
-        return open_data(self.spec, source, run.get("options", {}), on_bad_sample)
+        m = self._name(modality)
+        opts = self.config["run"]["data"].get("options", {})
+        if len(self.modalities) > 1:
+            opts = opts.get(m, {})
+        return open_data(MODALITIES.get(m), source, opts, on_bad_sample)
 
     @torch.no_grad()
-    def embed(self, data, batch_size: int = 256, bf16: bool = True) -> tuple[list[str], Tensor]:
+    def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,
+              space: str = "encoder") -> tuple[list[str], Tensor]:
         """Embeddings ``(N, D)`` and ids for a source (folder/glob/manifest), a list of paths,
-        a dataset, or a tensor batch in the modality's layout."""
+        a dataset, or a tensor batch in the modality's layout.
+
+        ``space="cross"`` (paired runs) gives the shared cross-modal space used for retrieval.
+        """
+        m = self._name(modality)
         model = self.model.eval()
         device = next(model.parameters()).device
         ac = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         if isinstance(data, Tensor):
             with ac:
-                out = model.embed(Batch(x=data.to(device)), self.modality).float()
+                out = model.embed(Batch(x=data.to(device)), m, space).float()
             return [str(i) for i in range(len(data))], out.cpu()
-        dataset = data if hasattr(data, "__getitem__") and not isinstance(data, (str, list)) else self.open(data)
+        dataset = data if hasattr(data, "__getitem__") and not isinstance(data, (str, list)) else self.open(data, modality=m)
         ids, embs = [], []
         for batch, _bad in eval_loader(dataset, batch_size):
             if batch is None:
                 continue
             with ac:
-                embs.append(model.embed(batch.to(device), self.modality).float().cpu())
+                embs.append(model.embed(batch.to(device), m, space).float().cpu())
             ids += batch.ids
         if not embs:
             raise OmnipatchError("no readable samples to embed")
@@ -70,7 +85,7 @@ def load(run_dir: str | Path, device: str = "auto", random_init: bool = False, s
     model = OmniModel.from_config(cfg["model"])
     if not random_init:
         ckpt.load_weights(run_dir, model)
-    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"])
+    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","))
 
 
 def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray) -> Path:

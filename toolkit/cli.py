@@ -15,7 +15,7 @@ from omnipatch.errors import OmnipatchError
 
 
 #: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["omnipatch.retrieval"]
 
 
 class _Parser(argparse.ArgumentParser):

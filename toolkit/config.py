@@ -36,6 +36,10 @@ class ModelConfig:
     mask: str = ""  # "" = the modality's default strategy
     mask_ratio: float = 0.75  # MAE's ratio for images
     block_size: int = 2
+    # paired (cross-modal) runs: shared space width, CLIP temperature and weight
+    cross_dim: int = 128
+    cross_temperature: float = 0.07
+    cross_weight: float = 1.0
 
 
 @dataclass

@@ -29,10 +29,13 @@ class OmniModel(nn.Module):
         decoder: MAE decoder config (built only when an objective decodes).
         objectives: ``{name: {"weight": w, **kwargs}}``.
         masks: ``{modality: MaskSpec}``; missing modalities use random 0.75.
+        cross: cross-modal head kwargs (``proj_dim``, ``temperature``, ``weight``) for paired
+            training of two or more modalities in one embedding space; None otherwise.
     """
 
     def __init__(self, adapters: dict[str, ModalityAdapter], encoder: EncoderConfig,
-                 decoder: DecoderConfig, objectives: dict[str, dict], masks: dict[str, MaskSpec]):
+                 decoder: DecoderConfig, objectives: dict[str, dict], masks: dict[str, MaskSpec],
+                 cross: dict | None = None):
         super().__init__()
         for m, a in adapters.items():
             if a.dim != encoder.dim:
@@ -50,6 +53,8 @@ class OmniModel(nn.Module):
         })
         self.masks = dict(masks)
         self._objective_cfg = {n: dict(o) for n, o in objectives.items()}
+        self.cross = CrossModalHead(list(adapters), encoder.dim, **cross) if cross else None
+        self._cross_cfg = dict(cross or {})
 
     @property
     def n_views(self) -> int:
@@ -61,7 +66,7 @@ class OmniModel(nn.Module):
         tokens = self.adapters[modality].tokenize(batch)
         mask = make_mask(tokens, self.masks.get(modality, MaskSpec()), generator)
         latent = self.encoder(gather_tokens(tokens.tokens, mask.idx_keep), ~mask.keep_valid)
-        return View(tokens, mask, latent, pool(latent, mask.keep_valid))
+        return View(tokens, mask, latent, pool(latent, mask.keep_valid), batch.labels)
 
     def decode(self, view: View) -> Tensor:
         """MAE decoder + this modality's output projection: ``(B, L, P)`` predictions."""
@@ -69,11 +74,20 @@ class OmniModel(nn.Module):
         h = self.decoder(view.latent, view.mask, t.pos, t.padding_mask)
         return self.pred[t.modality](h)
 
-    def embed(self, batch: Batch, modality: str) -> Tensor:
-        """Pooled embedding of whole samples, no masking: ``(B, D)``."""
+    def embed(self, batch: Batch, modality: str, space: str = "encoder") -> Tensor:
+        """Pooled embedding of whole samples, no masking: ``(B, D)``.
+
+        ``space="cross"`` returns the shared cross-modal space of a paired model (the
+        projection used for retrieval).
+        """
         t = self.adapters[modality].tokenize(batch)
         valid = None if t.padding_mask is None else ~t.padding_mask
-        return pool(self.encoder(t.tokens, t.padding_mask), valid)
+        z = pool(self.encoder(t.tokens, t.padding_mask), valid)
+        if space == "cross":
+            if self.cross is None:
+                raise OmnipatchError("this model was not trained on paired modalities (no cross-modal space)")
+            return self.cross.project(z, modality)
+        return z
 
     def forward_tokens(self, batch: Batch, modality: str) -> tuple[PatchTokens, Tensor]:
         """All tokens through the encoder: ``(PatchTokens, (B, L, D))`` for dense heads."""
@@ -81,8 +95,13 @@ class OmniModel(nn.Module):
         return t, self.encoder(t.tokens, t.padding_mask)
 
     # -- training ---------------------------------------------------------------------------
-    def forward(self, views: list[Batch], modality: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Loss terms for views of one batch; ``"loss"`` is the weighted sum."""
+    def forward(self, views: list[Batch], modality: str, generator: torch.Generator | None = None,
+                return_views: bool = False) -> dict[str, Tensor] | tuple[dict[str, Tensor], list[View]]:
+        """Loss terms for views of one batch; ``"loss"`` is the weighted sum.
+
+        With ``return_views`` the encoded views come back too (cross-modal objectives reuse
+        their pooled embeddings instead of encoding again).
+        """
         encoded = [self.encode_view(v, modality, generator) for v in views]
         terms: dict[str, Tensor] = {}
         total = 0.0
@@ -92,7 +111,7 @@ class OmniModel(nn.Module):
                 terms[k] = v
             total = total + self.weights[name] * sum(out.values())
         terms["loss"] = total
-        return terms
+        return (terms, encoded) if return_views else terms
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -114,13 +133,46 @@ class OmniModel(nn.Module):
             "decoder": asdict(self.decoder.cfg),
             "objectives": self._objective_cfg,
             "masks": {m: asdict(s) for m, s in self.masks.items()},
+            "cross": self._cross_cfg or None,
         }
 
     @classmethod
     def from_config(cls, cfg: dict) -> "OmniModel":
         adapters = {m: ADAPTERS.get(a["name"])(**a["kwargs"]) for m, a in cfg["adapters"].items()}
         return cls(adapters, EncoderConfig(**cfg["encoder"]), DecoderConfig(**cfg["decoder"]),
-                   cfg["objectives"], {m: MaskSpec(**s) for m, s in cfg["masks"].items()})
+                   cfg["objectives"], {m: MaskSpec(**s) for m, s in cfg["masks"].items()}, cfg.get("cross"))
+
+
+class CrossModalHead(nn.Module):
+    """One linear projection per modality into a shared space + the CLIP loss (Radford et al.,
+    2021) between paired samples.
+
+    Args:
+        modalities: modality names.
+        enc_dim: encoder width.
+        proj_dim: shared space width.
+        temperature: initial CLIP temperature (learnable).
+        weight: weight of the cross-modal term in the total loss.
+    """
+
+    def __init__(self, modalities: list[str], enc_dim: int, proj_dim: int = 128, temperature: float = 0.07,
+                 weight: float = 1.0):
+        super().__init__()
+        from omnipatch.losses.clip import CLIPLoss
+
+        self.weight = weight
+        self.proj = nn.ModuleDict({m: nn.Linear(enc_dim, proj_dim) for m in modalities})
+        self.loss = CLIPLoss(init_temperature=temperature)
+
+    def project(self, pooled: Tensor, modality: str) -> Tensor:
+        return self.proj[modality](pooled.float())
+
+    def forward(self, pooled: dict[str, Tensor]) -> Tensor:
+        """``pooled``: ``{modality: (P, D)}`` for the P pairs present in every modality."""
+        names = list(pooled)
+        z = {m: self.project(pooled[m], m) for m in names}
+        losses = [self.loss(z[a], z[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+        return torch.stack(losses).mean()
 
 
 __all__ = ["OmniModel", "View", "MaskResult", "random_mask"]

@@ -41,53 +41,95 @@ def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
     return mask
 
 
-def build_model(cfg: Config, spec: ModalitySpec, dataset) -> OmniModel:
-    """Adapter (stats inferred from ``dataset``) + encoder preset + objectives, seeded."""
+def modality_names(cfg: Config) -> list[str]:
+    """``data.modality`` as a list: ``"image"`` or ``"image,audio"`` (a paired run)."""
+    return [m.strip() for m in cfg.data.modality.split(",") if m.strip()]
+
+
+def modality_options(cfg: Config, name: str, paired: bool) -> dict:
+    """A paired run keeps each modality's options under its name: ``data.options.audio``."""
+    return dict(cfg.data.options.get(name, {})) if paired else dict(cfg.data.options)
+
+
+def build_model(cfg: Config, datasets: dict) -> OmniModel:
+    """Adapters (statistics inferred from each modality's dataset) + encoder preset +
+    objectives (+ a cross-modal head for paired runs), seeded."""
     enc = PRESETS.get(cfg.model.preset)
-    mask = check_names(cfg, spec)
-    kwargs = spec.adapter_kwargs(dataset, {**spec.options, **cfg.data.options})
+    paired = len(datasets) > 1
+    adapters, masks = {}, {}
     torch.manual_seed(cfg.train.seed)
-    adapter = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
+    for name, ds in datasets.items():
+        spec = MODALITIES.get(name)
+        masks[name] = check_names(cfg, spec)
+        kwargs = spec.adapter_kwargs(ds, {**spec.options, **modality_options(cfg, name, paired)})
+        adapters[name] = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
     dec = DecoderConfig(cfg.model.decoder_dim, cfg.model.decoder_depth, cfg.model.decoder_heads)
-    return OmniModel({spec.name: adapter}, enc, dec, cfg.objectives, {spec.name: mask})
+    cross = ({"proj_dim": cfg.model.cross_dim, "temperature": cfg.model.cross_temperature,
+              "weight": cfg.model.cross_weight} if paired else None)
+    return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross)
+
+
+def open_run_data(cfg: Config):
+    """``(dataset, {modality: dataset})``: one modality's dataset, or a paired dataset."""
+    names = modality_names(cfg)
+    specs = {m: MODALITIES.get(m) for m in names}
+    if len(names) == 1:
+        ds = open_data(specs[names[0]], cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
+        return ds, {names[0]: ds}
+    from omnipatch.paired import PairedDataset
+
+    paired = PairedDataset(cfg.data.source, lambda m, paths: open_data(
+        specs[m], paths, modality_options(cfg, m, True), cfg.data.on_bad_sample), names)
+    return paired, paired.datasets
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
-    With ``resume=True`` the architecture (including normalisation statistics) comes from the
-    checkpoint in ``out``; ``cfg.train.steps`` may be raised to train longer.
+    ``data.modality`` names one modality, or several separated by commas for paired
+    (cross-modal) training on a manifest with one column per modality. With ``resume=True``
+    the architecture (including normalisation statistics) comes from the checkpoint in
+    ``out``; ``cfg.train.steps`` may be raised to train longer.
     """
     load_builtin()
     out = Path(out)
     if resume:
         saved = ckpt.load_config(out)
-        model = OmniModel.from_config(saved["model"])
         run = Config.from_dict(saved["run"])
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
         cfg = run
-        spec = MODALITIES.get(cfg.data.modality)
-        dataset = open_data(spec, cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
-    else:
-        spec = MODALITIES.get(cfg.data.modality)
-        check_names(cfg, spec)
-        dataset = open_data(spec, cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
-        model = build_model(cfg, spec, dataset)
+    names = modality_names(cfg)
+    if not names:
+        raise OmnipatchError("no modality given (--modality)")
+    for m in names:
+        check_names(cfg, MODALITIES.get(m))
+    dataset, per_modality = open_run_data(cfg)
+    model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
     if cfg.data.cache and cfg.data.num_workers == 0:
         dataset = CachedDataset(dataset)
-    config = {"run": cfg.to_dict(), "model": model.config(), "modality": spec.name,
+    config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    compute = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength)
+    if len(names) == 1:
+        spec = MODALITIES.get(names[0])
+        compute, collate = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength), None
+    else:
+        from omnipatch.paired import PairedCollate, paired_step
+
+        compute = paired_step(model, {m: MODALITIES.get(m).augment for m in names}, cfg.data.augment_strength)
+        collate = PairedCollate(names)
     summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config,
-                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet)
-    summary["reconstruction"] = str(save_reconstruction_picture(model, dataset, spec.name, out))
+                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet, collate=collate)
+    pics = [save_reconstruction_picture(model, ds, m, out, suffix=f"_{m}" if len(names) > 1 else "")
+            for m, ds in per_modality.items() if "mae" in model.objectives]
+    summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
     return summary
 
 
-def save_reconstruction_picture(model: OmniModel, dataset, modality: str, out: Path, n: int = 8) -> Path:
+def save_reconstruction_picture(model: OmniModel, dataset, modality: str, out: Path, n: int = 8,
+                                suffix: str = "") -> Path:
     """Original / masked / reconstructed for the first ``n`` readable samples."""
     from omnipatch.batch import Sample, collate
     from omnipatch.plots import save_reconstruction
@@ -96,4 +138,4 @@ def save_reconstruction_picture(model: OmniModel, dataset, modality: str, out: P
     device = next(model.parameters()).device
     model.eval()
     pics = model.reconstruct(collate(samples).to(device), modality, torch.Generator().manual_seed(0))
-    return save_reconstruction({k: v.cpu() for k, v in pics.items()}, out / "reconstruction.png", n)
+    return save_reconstruction({k: v.cpu() for k, v in pics.items()}, out / f"reconstruction{suffix}.png", n)

@@ -128,3 +128,97 @@ def evaluate(emb_a: Tensor, keys_a: list, emb_b: Tensor, keys_b: list, ks=(1, 5,
     sim = a @ b.T
     rel = relevance(keys_a, keys_b)
     return {"a->b": ranking_metrics(sim, rel, ks), "b->a": ranking_metrics(sim.T, rel.T, ks)}
+
+
+# -- command line: omnipatch retrieve index | query | eval -----------------------------------
+def _space(pre) -> str:
+    return "cross" if pre.model.cross is not None else "encoder"
+
+
+def _cmd_index(a) -> None:
+    from omnipatch.api import load
+
+    pre = load(a.checkpoint)
+    ids, emb = pre.embed(pre.open(a.data, modality=a.modality), modality=a.modality, space=_space(pre),
+                         batch_size=a.batch_size)
+    idx = build_index(emb, ids, {"modality": a.modality, "checkpoint": str(Path(a.checkpoint).resolve()),
+                                 "space": _space(pre)})
+    idx.save(a.out)
+    print(f"indexed {len(ids)} {a.modality} items ({emb.shape[1]}-d, {_space(pre)} space) in {a.out}")
+
+
+def _cmd_query(a) -> None:
+    import csv
+
+    from omnipatch.api import load
+
+    idx = Index.load(a.index)
+    pre = load(idx.meta["checkpoint"])
+    ids, q = pre.embed(pre.open(a.data, modality=a.modality), modality=a.modality, space=idx.meta.get("space", "encoder"),
+                       batch_size=a.batch_size)
+    scores, nn = idx.search(q, a.k)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps([{"query": qi, "results": [{"id": idx.ids[j], "score": float(s)}
+                                                            for j, s in zip(nn[r].tolist(), scores[r].tolist())]}
+                                   for r, qi in enumerate(ids)], indent=1))
+    else:
+        with open(out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["query", "rank", "id", "score"])
+            for r, qi in enumerate(ids):
+                for rank, (j, s) in enumerate(zip(nn[r].tolist(), scores[r].tolist()), 1):
+                    w.writerow([qi, rank, idx.ids[j], f"{s:.6f}"])
+    print(f"top-{a.k} results for {len(ids)} {a.modality} queries written to {out}")
+
+
+def _cmd_eval(a) -> None:
+    from omnipatch.api import load
+    from omnipatch.paired import PairedDataset
+
+    pre = load(a.checkpoint)
+    names = a.modality.split(",") if a.modality else pre.modalities
+    if len(names) != 2:
+        raise OmnipatchError(f"retrieve eval needs two modalities, got {names}")
+    ds = PairedDataset(a.data, lambda m, paths: pre.open(paths, modality=m), names)
+    keys = ds.labels if a.relevance == "label" else ds.pair_ids
+    emb, key = {}, {}
+    for m in names:
+        rows = [i for i, j in enumerate(ds.index[m]) if j >= 0]
+        _, emb[m] = pre.embed(ds.datasets[m], modality=m, space=_space(pre), batch_size=a.batch_size)
+        key[m] = [keys[i] for i in rows]
+    res = evaluate(emb[names[0]], key[names[0]], emb[names[1]], key[names[1]])
+    res = {f"{names[0]}->{names[1]}": res["a->b"], f"{names[1]}->{names[0]}": res["b->a"], "relevance": a.relevance}
+    print(json.dumps(res, indent=2))
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+
+
+def add_commands(sub) -> None:
+    r = sub.add_parser("retrieve", help="cross-modal retrieval: build an index, query it, evaluate recall@k")
+    rs = r.add_subparsers(dest="retrieve_command", required=True)
+    s = rs.add_parser("index", help="embed a modality's items into an index")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="index folder")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=_cmd_index)
+    s = rs.add_parser("query", help="top-k index items for each query item (CSV or JSON)")
+    s.add_argument("--index", required=True)
+    s.add_argument("--modality", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--k", type=int, default=10)
+    s.add_argument("--out", required=True, help="RESULTS.csv or RESULTS.json")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=_cmd_query)
+    s = rs.add_parser("eval", help="recall@1/5/10, mAP, median rank in both directions on a paired manifest")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True, help="paired manifest (a column per modality, pair_id / label)")
+    s.add_argument("--modality", help="A,B (default: the run's modalities)")
+    s.add_argument("--relevance", choices=["pair", "label"], default="pair",
+                   help="instance level (same pair_id / row) or class level (same label)")
+    s.add_argument("--out", help="write the metrics as JSON")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=_cmd_eval)
