@@ -44,13 +44,15 @@ def set_rng_state(state: dict) -> None:
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
 
 
-def save(run_dir: str | Path, model: torch.nn.Module, config: dict, train_state: dict | None = None) -> Path:
-    """Atomically write ``run_dir/checkpoint``; returns its path."""
+def save(run_dir: str | Path, model: torch.nn.Module | dict, config: dict, train_state: dict | None = None) -> Path:
+    """Atomically write ``run_dir/checkpoint`` (``model``: a module or a full state dict)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir))
     try:
-        save_file(_state_dict(model), str(tmp / "model.safetensors"))
+        state = _state_dict(model) if isinstance(model, torch.nn.Module) else {
+            k: v.detach().contiguous().clone() for k, v in model.items()}
+        save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if train_state is not None:
             torch.save(train_state, tmp / "train_state.pt")
@@ -87,12 +89,18 @@ def load_config(run_dir: str | Path) -> dict:
         raise OmnipatchError(f"{path}: corrupt config ({e})") from None
 
 
-def load_weights(run_dir: str | Path, model: torch.nn.Module, strict: bool = True) -> None:
+def load_state(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint as a state dict."""
     path = find(run_dir) / "model.safetensors"
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except Exception as e:
         raise OmnipatchError(f"{path}: cannot read weights ({e})") from None
+
+
+def load_weights(run_dir: str | Path, model: torch.nn.Module, strict: bool = True) -> None:
+    path = find(run_dir) / "model.safetensors"
+    state = load_state(run_dir)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
         raise OmnipatchError(f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")

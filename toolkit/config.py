@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     device: str = "auto"
+    strategy: str = "auto"  # single | ddp | fsdp; auto = ddp under torchrun with >1 rank
 
 
 @dataclass

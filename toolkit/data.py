@@ -19,12 +19,14 @@ class StepSampler(Sampler[list[int]]):
     """Yields index lists for micro-batches ``start, start+1, ...`` forever.
 
     Epoch ``e`` is a permutation drawn from ``seed + e``; the last partial batch is dropped.
+    With ``world > 1`` this rank gets every ``world``-th micro-batch (``i % world == rank``).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
         if n < batch_size:
             raise ValueError(f"data set has {n} samples, fewer than the batch size {batch_size}")
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+        self.rank, self.world = rank, world
         self.per_epoch = n // batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -33,7 +35,8 @@ class StepSampler(Sampler[list[int]]):
             epoch, j = divmod(i, self.per_epoch)
             perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
             while j < self.per_epoch:
-                yield perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
+                if i % self.world == self.rank:  # micro-batch i belongs to rank i mod world
+                    yield perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
                 j += 1
                 i += 1
 
@@ -71,8 +74,8 @@ class CachedDataset(Dataset):
 
 
 def step_loader(dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0,
-                collate=None) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=StepSampler(len(dataset), batch_size, seed, start),
+                collate=None, rank: int = 0, world: int = 1) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=StepSampler(len(dataset), batch_size, seed, start, rank, world),
                       collate_fn=collate or CollateSkipping(), num_workers=num_workers,
                       persistent_workers=num_workers > 0)
 

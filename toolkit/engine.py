@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,7 @@ from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig
 from omnipatch.data import step_loader
 from omnipatch.errors import OmnipatchError
+from omnipatch.strategy import make_strategy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,15 +100,18 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             ``(batch or None, skipped list)`` where batch supports ``len`` and ``.to``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    per_epoch = len(dataset) // cfg.batch_size // cfg.grad_accum
+    strategy = make_strategy(cfg.strategy, cfg.device)
+    device, main, world = strategy.device, strategy.is_main, strategy.world
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
     if per_epoch == 0:
-        raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum "
-                             f"= {cfg.batch_size * cfg.grad_accum}")
+        raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
+                             f"= {cfg.batch_size * cfg.grad_accum * world}")
     total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    step_module = StepModule(model, compute)
+    train_module = strategy.wrap(step_module)
+    opt = torch.optim.AdamW(param_groups(step_module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio))
     start = 0
     metrics_path = run_dir / "metrics.jsonl"
@@ -114,29 +119,36 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         state = ckpt.load_train_state(run_dir)
         if state is None:
             raise OmnipatchError(f"{run_dir}: nothing to resume (no checkpoint with training state)")
-        ckpt.load_weights(run_dir, model)
-        opt.load_state_dict(state["optimizer"])
+        strategy.load_model_state(step_module, {"model." + k: v for k, v in ckpt.load_state(run_dir).items()})
+        strategy.load_optim_state(step_module, opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         lam = lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)
         for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule may have been extended
             group["lr"] = base * lam(int(state["step"]))
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
-        _truncate_metrics(metrics_path, start)
-    elif metrics_path.exists():
+        if main:
+            _truncate_metrics(metrics_path, start)
+    elif main and metrics_path.exists():
         metrics_path.unlink()
 
-    def save(step: int) -> None:
-        ckpt.save(run_dir, model, config, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                           "step": step, "rng": ckpt.rng_state()})
+    def save(step: int) -> None:  # collective under FSDP: every rank gathers, rank 0 writes
+        weights = {k.removeprefix("model."): v for k, v in strategy.model_state(step_module).items()}
+        optim = strategy.optim_state(step_module, opt)
+        if main:
+            ckpt.save(run_dir, weights, config, {"optimizer": optim, "scheduler": sched.state_dict(),
+                                                 "step": step, "rng": ckpt.rng_state(), "world": world})
+        strategy.barrier()
 
-    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, start * cfg.grad_accum, num_workers, collate))
+    first_micro = start * cfg.grad_accum * world
+    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
+                              rank=strategy.rank, world=world))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}
     n_acc, seen, t_log = 0, 0, time.time()
-    skipped_f = run_dir / "skipped.jsonl"
-    model.train()
+    skipped_f = run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl"
+    train_module.train()
     for step in range(start, total):
         for micro in range(cfg.grad_accum):
             batch, bad = next(loader)
@@ -145,46 +157,67 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                     for b in bad:
                         f.write(json.dumps({"step": step, "source": b.source, "reason": b.reason}) + "\n")
             if batch is None or len(batch) < 2:
+                if strategy.distributed:  # ranks must stay in step: no silent skip
+                    raise OmnipatchError(f"rank {strategy.rank}: a micro-batch at step {step} has fewer than 2 "
+                                         f"readable samples; clean the data or use a larger batch")
                 continue
             batch = batch.to(device, non_blocking=True)
-            g = step_generator(cfg.seed, step * cfg.grad_accum + micro, device)
-            with autocast:
-                terms = compute(batch, g)
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
-                                     f"check the data for NaN/inf, or set train.bf16=false")
-            (loss / cfg.grad_accum).backward()
+            g = step_generator(cfg.seed, (step * cfg.grad_accum + micro) * world + strategy.rank, device)
+            sync = micro == cfg.grad_accum - 1
+            with (train_module.no_sync() if hasattr(train_module, "no_sync") and not sync else nullcontext()):
+                with autocast:
+                    terms = train_module(batch, g)
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                    raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
+                                         f"check the data for NaN/inf, or set train.bf16=false")
+                (loss / cfg.grad_accum).backward()
             for k, v in terms.items():
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
             seen += len(batch)
         if cfg.grad_clip > 0:
-            gn = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn) * cfg.grad_accum
+            gn = nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
+            acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn) * cfg.grad_accum
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
             dt = time.time() - t_log
-            rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": seen / max(dt, 1e-9)}
-            rec.update({k: v / max(n_acc, 1) for k, v in acc.items()})
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if not quiet:
-                terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k not in ("step", "lr", "samples_per_s", "grad_norm"))
-                progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
+            terms_mean = strategy.mean({k: v / max(n_acc, 1) for k, v in acc.items()})
+            rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": strategy.total(seen) / max(dt, 1e-9)}
+            rec.update(terms_mean)
+            if main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if not quiet:
+                    terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k not in ("step", "lr", "samples_per_s", "grad_norm"))
+                    progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
             acc, n_acc, seen, t_log = {}, 0, 0, time.time()
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
-    if not quiet:
+    if not quiet and main:
         progress.close()
-    records = read_metrics(metrics_path)
-    plot_curve(records, run_dir / "loss_curve.png")
+    records = read_metrics(metrics_path) if main else []
+    if main:
+        plot_curve(records, run_dir / "loss_curve.png")
     return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
-            "train_config": asdict(cfg)}
+            "train_config": asdict(cfg), "rank": strategy.rank, "world": world}
+
+
+class StepModule(nn.Module):
+    """``forward(batch, generator) = compute(batch, generator)`` around the model, so DDP / FSDP
+    wrap the whole step (one forward per backward, however many modalities or views)."""
+
+    def __init__(self, model: nn.Module, compute: Callable):
+        super().__init__()
+        self.model = model
+        self._compute = compute
+
+    def forward(self, batch, generator):
+        return self._compute(batch, generator)
 
 
 def read_metrics(path: str | Path) -> list[dict]:

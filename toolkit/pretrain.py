@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -110,7 +111,8 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if os.environ.get("RANK", "0") == "0":
+        (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if len(names) == 1:
         spec = MODALITIES.get(names[0])
         compute, collate = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength), None
@@ -121,8 +123,13 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         collate = PairedCollate(names)
     summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config,
                   resume=resume, num_workers=cfg.data.num_workers, quiet=quiet, collate=collate)
-    pics = [save_reconstruction_picture(model, ds, m, out, suffix=f"_{m}" if len(names) > 1 else "")
-            for m, ds in per_modality.items() if "mae" in model.objectives]
+    pics = []
+    if summary["rank"] == 0 and "mae" in model.objectives:
+        if summary["world"] > 1:  # sharded / wrapped during training: draw with the saved weights
+            model = OmniModel.from_config(model.config())
+            ckpt.load_weights(out, model)
+        pics = [save_reconstruction_picture(model, ds, m, out, suffix=f"_{m}" if len(names) > 1 else "")
+                for m, ds in per_modality.items()]
     summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
     return summary
