@@ -2,6 +2,13 @@
 
 Each objective owns its heads (the contrastive projector, ...), is registered by name, and
 returns ``{term_name: scalar}``; the model sums ``weight * term`` and logs every term.
+Objectives compose: ``{"mae": {"weight": 1}, "sigreg": {"weight": 0.5}}`` in a config, or
+``--objective mae+sigreg:0.5`` on the command line. An objective that declares ``n_views > 2``
+(multi-view losses) makes the engine draw that many augmented views.
+
+Joint-embedding objectives project each view's pooled latent ``(B, D_enc)`` with their own
+:class:`~omnipatch.heads.ProjectionHead` to ``(B, proj_dim)`` and apply a loss from
+:mod:`omnipatch.losses`; the papers are cited there.
 """
 
 from __future__ import annotations
@@ -11,8 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from omnipatch.errors import OmnipatchError
 from omnipatch.heads import ProjectionHead
-from omnipatch.losses import NTXentLoss, normalize_targets
+from omnipatch.losses import (
+    BarlowTwinsLoss,
+    CLIPLoss,
+    LeJEPALoss,
+    MVDHELLoss,
+    MVInfoNCELoss,
+    NTXentLoss,
+    SupConLoss,
+    VICRegLoss,
+    normalize_targets,
+)
 from omnipatch.masking import MaskResult
 from omnipatch.registry import Registry
 from omnipatch.tokens import PatchTokens
@@ -22,12 +40,14 @@ OBJECTIVES: Registry[type] = Registry("objective")
 
 @dataclass
 class View:
-    """One encoded view: its tokens, its mask, visible latents ``(B, K, D)``, pooled ``(B, D)``."""
+    """One encoded view: its tokens, its mask, visible latents ``(B, K, D)``, pooled ``(B, D)``,
+    and the batch's labels ``(B,)`` when the data has them (only ``supcon`` uses them)."""
 
     tokens: PatchTokens
     mask: MaskResult
     latent: Tensor
     pooled: Tensor
+    labels: Tensor | None = None
 
 
 class Objective(nn.Module):
@@ -85,3 +105,171 @@ class ContrastiveObjective(Objective):
     def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
         z1, z2 = (self.projector(v.pooled.float()) for v in views[:2])
         return {"contrastive": self.loss(z1, z2)}
+
+
+# -- joint-embedding objectives ---------------------------------------------------------------
+class _Projected(Objective):
+    """Base: a projector on pooled latents; ``project(views)`` -> ``(V, B, proj_dim)``."""
+
+    n_views = 2
+
+    def __init__(self, enc_dim: int, proj_hidden: int, proj_dim: int, n_views: int = 2):
+        super().__init__()
+        if n_views < 2:
+            raise OmnipatchError(f"{type(self).__name__} needs n_views >= 2, got {n_views}")
+        self.n_views = int(n_views)
+        self.projector = ProjectionHead(enc_dim, proj_hidden, proj_dim)
+
+    def project(self, views: list[View]) -> Tensor:
+        if len(views) < self.n_views:
+            raise OmnipatchError(f"{type(self).__name__} needs {self.n_views} views per batch, got {len(views)}")
+        vs = views[: self.n_views]
+        z = self.projector(torch.cat([v.pooled.float() for v in vs]))  # one BatchNorm pass over all views
+        return z.reshape(len(vs), vs[0].pooled.shape[0], -1)
+
+
+@OBJECTIVES.register("clip", "symmetric InfoNCE across two views/modalities, learnable temperature (CLIP)")
+class CLIPObjective(_Projected):
+    """CLIP's symmetric cross-entropy between projections of two views; negatives are
+    cross-view only and the temperature is learnt (``logit_scale``).
+
+    Args:
+        init_temperature: starting temperature (CLIP: 0.07).
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, init_temperature: float = 0.07, proj_hidden: int = 512, proj_dim: int = 128):
+        super().__init__(enc_dim, proj_hidden, proj_dim)
+        self.loss = CLIPLoss(init_temperature)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        z = self.project(views)
+        return {"clip": self.loss(z[0], z[1])}
+
+
+@OBJECTIVES.register("barlow", "Barlow Twins: cross-correlation of two views to identity (Zbontar et al., 2021)")
+class BarlowTwinsObjective(_Projected):
+    """Barlow Twins on projections of two views; logs ``barlow_inv`` and ``barlow_red``.
+
+    Args:
+        lambda_param: redundancy weight; None = ``1 / proj_dim`` (the paper's 5e-3 is for 8192).
+        proj_hidden, proj_dim: projector widths (Barlow Twins likes wide projectors).
+    """
+
+    def __init__(self, enc_dim: int, lambda_param: float | None = None, proj_hidden: int = 512, proj_dim: int = 256):
+        super().__init__(enc_dim, proj_hidden, proj_dim)
+        self.loss = BarlowTwinsLoss(1.0 / proj_dim if lambda_param is None else lambda_param)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        z = self.project(views)
+        c = self.loss.components(z[0], z[1])
+        return {"barlow_inv": c["invariance"], "barlow_red": c["redundancy"]}
+
+
+@OBJECTIVES.register("vicreg", "VICReg: invariance + variance + covariance of two views (Bardes et al., 2022)")
+class VICRegObjective(_Projected):
+    """VICReg on projections of two views; logs ``vicreg_inv``, ``vicreg_var``, ``vicreg_cov``
+    (already weighted; they sum to the loss).
+
+    Args:
+        lambda_param, mu_param, nu_param: term weights (paper: 25, 25, 1).
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, lambda_param: float = 25.0, mu_param: float = 25.0, nu_param: float = 1.0,
+                 proj_hidden: int = 512, proj_dim: int = 256):
+        super().__init__(enc_dim, proj_hidden, proj_dim)
+        self.loss = VICRegLoss(lambda_param, mu_param, nu_param)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        z = self.project(views)
+        c = self.loss.components(z[0], z[1])
+        return {"vicreg_inv": c["invariance"], "vicreg_var": c["variance"], "vicreg_cov": c["covariance"]}
+
+
+@OBJECTIVES.register("sigreg", "LeJEPA: SIGReg isotropic-Gaussian test + prediction of the views' mean "
+                               "(Balestriero & LeCun, 2025)")
+class SIGRegObjective(_Projected):
+    """LeJEPA on projections of ``n_views`` views (all global); logs ``sigreg`` and
+    ``lejepa_pred`` (weighted by ``lambda_param`` and ``1 - lambda_param``). With
+    ``lambda_param=1`` it is SIGReg alone, a collapse guard to add to MAE.
+
+    Args:
+        lambda_param: SIGReg weight (paper: 0.01-0.1).
+        num_slices: random 1-D projections per step.
+        n_views: views per sample (authors' minimal recipe: 4).
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, lambda_param: float = 0.05, num_slices: int = 256, n_views: int = 2,
+                 proj_hidden: int = 512, proj_dim: int = 64):
+        super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
+        self.loss = LeJEPALoss(lambda_param, num_slices=num_slices)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        c = self.loss.components(self.project(views))
+        return {"sigreg": c["sigreg"], "lejepa_pred": c["prediction"]}
+
+
+@OBJECTIVES.register("mv_infonce", "multi-view InfoNCE: one term aligning all views of a sample "
+                                   "(Koromilas et al., 2025)")
+class MVInfoNCEObjective(_Projected):
+    """MV-InfoNCE over ``n_views`` views.
+
+    Args:
+        temperature: softmax temperature.
+        n_views: views per sample (>= 2).
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, temperature: float = 0.2, n_views: int = 4, proj_hidden: int = 512,
+                 proj_dim: int = 128):
+        super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
+        self.loss = MVInfoNCELoss(temperature)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        return {"mv_infonce": self.loss(self.project(views))}
+
+
+@OBJECTIVES.register("dhel", "MV-DHEL: multi-view contrastive loss, alignment decoupled from uniformity "
+                             "(Koromilas et al., 2025)")
+class MVDHELObjective(_Projected):
+    """MV-DHEL over ``n_views`` views.
+
+    Args:
+        temperature: softmax temperature.
+        n_views: views per sample (>= 2; the authors see gains up to 5+).
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, temperature: float = 0.2, n_views: int = 4, proj_hidden: int = 512,
+                 proj_dim: int = 128):
+        super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
+        self.loss = MVDHELLoss(temperature)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        return {"dhel": self.loss(self.project(views))}
+
+
+@OBJECTIVES.register("supcon", "supervised contrastive: same-label samples are positives; needs labels "
+                               "(Khosla et al., 2020)")
+class SupConObjective(_Projected):
+    """SupCon over ``n_views`` views using the batch labels (``View.labels``).
+
+    Args:
+        temperature: softmax temperature (paper: 0.1).
+        n_views: views per sample.
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, temperature: float = 0.1, n_views: int = 2, proj_hidden: int = 512,
+                 proj_dim: int = 128):
+        super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
+        self.loss = SupConLoss(temperature)
+
+    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
+        labels = views[0].labels
+        if labels is None:
+            raise OmnipatchError("objective 'supcon' needs labels: give the data a label column "
+                                 "(manifest 'label') or use an unsupervised objective")
+        return {"supcon": self.loss(self.project(views), labels)}
