@@ -26,6 +26,7 @@ the same point (complete collapse) or to a low-dimensional subspace (dimensional
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -110,4 +111,23 @@ def describe(metrics: dict[str, float]) -> str:
     return text + (" COLLAPSE" if collapsed(metrics) else "")
 
 
-__all__ = ["health", "collapsed", "describe", "rankme", "alignment", "uniformity", "MIN_REL_STD", "MIN_RANKME"]
+def single_modality_monitor(model: torch.nn.Module, modality: str, augment: Callable,
+                            strength: float = 1.0) -> Callable:
+    """``(batch, generator) -> health(...)`` for the engine, mirroring its
+    ``single_modality_step``: two augmented views of the batch through ``model.embed``
+    (adapter + encoder, no masking), in float32 and without gradients.
+
+    Give it its own generator (not the training step's) so that monitoring never changes
+    the training run.
+    """
+
+    @torch.no_grad()
+    def monitor(batch, generator: torch.Generator) -> dict[str, float]:
+        z1 = model.embed(augment(batch, generator, strength), modality).float()
+        z2 = model.embed(augment(batch, generator, strength), modality).float()
+        return health(z1, z2)
+
+    return monitor
+
+
+__all__ = ["single_modality_monitor", "health", "collapsed", "describe", "rankme", "alignment", "uniformity", "MIN_REL_STD", "MIN_RANKME"]

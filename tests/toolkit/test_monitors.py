@@ -92,3 +92,19 @@ def test_bad_input_errors():
         health(torch.randn(8))
     with pytest.raises(OmnipatchError, match="second view"):
         health(torch.randn(4, 8), torch.randn(4, 9))
+
+
+def test_single_modality_monitor_on_a_model(png_folder):
+    """The engine-facing callable: two augmented views of a real image batch through a tiny
+    model's encoder -> the health metrics with alignment; no gradients recorded."""
+    from omnipatch.batch import collate
+    from omnipatch.modalities.image import SPEC, augment
+    from omnipatch.monitors import single_modality_monitor
+    from tests.toolkit.test_objectives import _tiny_model
+
+    model = _tiny_model({"mae": {"weight": 1.0}})
+    ds = SPEC.open_dataset(str(png_folder / "manifest.csv"), image_size=16, channels=1)
+    batch = collate([ds[i] for i in range(12)])
+    h = single_modality_monitor(model, "image", augment)(batch, _g())
+    assert "alignment" in h and h["rankme"] >= 1 and not collapsed(h)
+    assert all(p.grad is None for p in model.parameters())
