@@ -1,6 +1,6 @@
-"""Two gloo processes, each holding half of a batch, give the same loss as one process on the
-whole batch, and (after DDP's averaging) the same gradients: the global-batch contract of
-omnipatch.losses.distributed."""
+"""Two gloo processes, each holding part of a batch (halves, or 1 + 7 rows), give the same
+loss as one process on the whole batch, and (after DDP's averaging) the same gradients: the
+global-batch contract of omnipatch.losses.distributed."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ def _full(z: torch.Tensor) -> dict:
     return out
 
 
+UNEVEN = (1, 7)  # rows per rank in the second pass: one rank alone is below any loss's minimum
+
+
 def _worker(rank: int, root: str, z: torch.Tensor) -> None:
     dist.init_process_group("gloo", init_method=f"file://{root}/pg", rank=rank, world_size=WORLD)
     b = z.shape[1] // WORLD
@@ -57,6 +60,15 @@ def _worker(rank: int, root: str, z: torch.Tensor) -> None:
         value.backward()
         # DDP averages parameter gradients over ranks; the same on the input gradients:
         out[name] = (value.detach(), x.grad / WORLD)
+    lo = sum(UNEVEN[:rank])
+    for name, (loss, args) in _cases().items():
+        if name == "supcon":
+            continue
+        x = z[:, lo:lo + UNEVEN[rank]].clone().requires_grad_(True)
+        torch.manual_seed(rank)
+        value = loss(*args(x))
+        value.backward()
+        out["uneven " + name] = (value.detach(), x.grad / WORLD)
     dist.barrier()
     dist.destroy_process_group()
     torch.save(out, f"{root}/rank{rank}.pt")
@@ -78,6 +90,17 @@ def test_two_ranks_match_one_process(tmp_path):
             torch.testing.assert_close(v_r, value, rtol=1e-5, atol=1e-5, msg=f"{name} loss on rank {r}")
             torch.testing.assert_close(g_r, grad[:, r * b:(r + 1) * b], rtol=1e-4, atol=1e-6,
                                        msg=f"{name} gradient on rank {r}")
+    # uneven shards (1 + 7 rows): the same global loss and gradients
+    lo = 0
+    for r, n in enumerate(UNEVEN):
+        for name, (value, grad) in full.items():
+            if name == "supcon":
+                continue
+            v_r, g_r = results[r]["uneven " + name]
+            torch.testing.assert_close(v_r, value, rtol=1e-5, atol=1e-5, msg=f"uneven {name} loss on rank {r}")
+            torch.testing.assert_close(g_r, grad[:, lo:lo + n], rtol=1e-4, atol=1e-6,
+                                       msg=f"uneven {name} gradient on rank {r}")
+        lo += n
     # supcon: each rank gathers labels [0,1,2,0] + [0,1,2,0] -> the global labels
     from omnipatch.losses import SupConLoss
 

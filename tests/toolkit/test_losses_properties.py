@@ -85,7 +85,7 @@ def test_view_order_symmetry(name):
 @pytest.mark.parametrize("name", LOSSES)
 def test_batch_of_one_is_a_clear_error(name):
     make, kind = LOSSES[name]
-    with pytest.raises(LossInputError, match="batch of at least 2|N >= 2"):
+    with pytest.raises(LossInputError, match="batch of at least 2"):
         make()(*_inputs(kind, b=1))
 
 
@@ -97,7 +97,7 @@ def test_bad_shapes_are_clear_errors(name):
         msg = r"\(B, D\)"
     else:
         bad = [(torch.randn(D),)] if name == "sigreg" else [(torch.randn(B, D),), (torch.randn(2, 3, B, D),)]
-        msg = r"\(V, B, D\)|N >= 2"
+        msg = r"\(V, B, D\)|\(\.\.\., N, D\)"
     for args in bad:
         with pytest.raises(LossInputError, match=msg):
             make()(*args)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather
-from omnipatch.losses.shapes import LossInputError, check_pair
+from omnipatch.losses.shapes import LossInputError, check_batch, check_pair
 
 
 def _standardize(z: Tensor, eps: float) -> Tensor:
@@ -44,6 +44,7 @@ class BarlowTwinsLoss(nn.Module):
         check_pair("BarlowTwinsLoss", za, zb)
         if self.gather_distributed:
             za, zb = gather(za), gather(zb)
+        check_batch("BarlowTwinsLoss", za.shape[0])
         n = za.shape[0]
         c = _standardize(za.float(), self.eps).T @ _standardize(zb.float(), self.eps) / n  # (D, D)
         diag = torch.diagonal(c)

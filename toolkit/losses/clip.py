@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather
-from omnipatch.losses.shapes import LossInputError, check_pair
+from omnipatch.losses.shapes import LossInputError, check_batch, check_pair
 
 
 class CLIPLoss(nn.Module):
@@ -54,6 +54,7 @@ class CLIPLoss(nn.Module):
         check_pair("CLIPLoss", za, zb)
         if self.gather_distributed:
             za, zb = gather(za), gather(zb)
+        check_batch("CLIPLoss", za.shape[0])
         za, zb = F.normalize(za.float(), dim=1), F.normalize(zb.float(), dim=1)
         scale = self.logit_scale.float().clamp(max=self.max_log_scale).exp()
         logits = scale * za @ zb.T

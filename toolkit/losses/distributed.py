@@ -11,9 +11,10 @@ rows is ``world_size * dL/dz_r`` (each of the ``world_size`` copies of ``L`` con
 DDP averages parameter gradients over ranks, which cancels that factor: the update equals the
 single-process update on the concatenated batch. The logged loss is the global-batch loss.
 
-Requirements: every rank passes the same shape (equal per-rank batch sizes, as a
-``DistributedSampler`` with ``drop_last=True`` gives). When no process group is initialised
-(one process, tests, CPU runs) every helper is the identity, at no cost.
+Per-rank batch sizes may differ (they are exchanged first and the rows padded for the
+collective, then trimmed), so every rank must call the loss at every step, even with an
+empty shard. When no process group is initialised (one process, tests, CPU runs) every
+helper is the identity, at no cost.
 """
 
 from __future__ import annotations
@@ -42,24 +43,36 @@ def gather(x: Tensor, dim: int = 0) -> Tensor:
     """All ranks' ``x`` concatenated along ``dim``, rank order, with gradients.
 
     Args:
-        x: this rank's tensor, e.g. embeddings ``(B, D)`` or labels ``(B,)``; same shape on
-            every rank.
+        x: this rank's tensor, e.g. embeddings ``(B, D)`` or labels ``(B,)``. The batch axis
+            may differ in length between ranks (paired data with missing sides, a short last
+            batch, even 0); the other axes must agree.
         dim: axis to concatenate along (the batch axis).
 
     Returns:
-        ``(world_size * B, ...)``; ``x`` itself when not distributed. Tensors that do not
-        require gradients (labels) are gathered without autograd.
+        ``(sum of B over ranks, ...)``; ``x`` itself when not distributed. Tensors that do
+        not require gradients (labels) are gathered without autograd.
     """
     if not is_distributed():
         return x
+    world = dist.get_world_size()
+    n_local = torch.tensor([x.shape[dim]], device=x.device, dtype=torch.long)
+    sizes = [torch.zeros_like(n_local) for _ in range(world)]
+    dist.all_gather(sizes, n_local)
+    sizes = [int(n) for n in sizes]
+    longest = max(sizes)
+    if x.shape[dim] < longest:  # collectives need one shape: pad, gather, trim
+        pad_shape = list(x.shape)
+        pad_shape[dim] = longest - x.shape[dim]
+        x = torch.cat([x, x.new_zeros(pad_shape)], dim=dim)
+    x = x.contiguous()
     if x.requires_grad:
         from torch.distributed.nn.functional import all_gather
 
-        parts = [_ContiguousGrad.apply(p) for p in all_gather(x.contiguous())]
-        return torch.cat(parts, dim=dim)
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=dim)
+        parts = [_ContiguousGrad.apply(p) for p in all_gather(x)]
+    else:
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x)
+    return torch.cat([p.narrow(dim, 0, n) for p, n in zip(parts, sizes)], dim=dim)
 
 
 class _ContiguousGrad(torch.autograd.Function):

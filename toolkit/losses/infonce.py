@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather
-from omnipatch.losses.shapes import LossInputError, check_pair
+from omnipatch.losses.shapes import LossInputError, check_batch, check_pair
 
 
 class NTXentLoss(nn.Module):
@@ -38,6 +38,7 @@ class NTXentLoss(nn.Module):
         check_pair("NTXentLoss", z1, z2)
         if self.gather_distributed:
             z1, z2 = gather(z1), gather(z2)
+        check_batch("NTXentLoss", z1.shape[0])
         B = z1.shape[0]
         z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
         sim = z @ z.T / self.temperature

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather
-from omnipatch.losses.shapes import LossInputError, check_views
+from omnipatch.losses.shapes import LossInputError, check_batch, check_views
 
 
 class MVDHELLoss(nn.Module):
@@ -40,6 +40,7 @@ class MVDHELLoss(nn.Module):
         check_views("MVDHELLoss", z)
         if self.gather_distributed:
             z = gather(z, dim=1)
+        check_batch("MVDHELLoss", z.shape[1])
         V, B, _ = z.shape
         u = F.normalize(z.float(), dim=-1)
         within = u @ u.transpose(1, 2) / self.temperature  # (V, B, B) same-view similarities

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import broadcast_, gather
-from omnipatch.losses.shapes import LossInputError, check_views
+from omnipatch.losses.shapes import LossInputError, check_batch, check_views
 
 
 class SIGReg(nn.Module):
@@ -69,9 +69,12 @@ class SIGReg(nn.Module):
         """``z (..., N, D)`` embeddings (leading axes, e.g. views, are tested separately and
         averaged) -> scalar statistic: O(1) for samples from N(0, I), growing like N
         for any other distribution (N times a fixed distance between characteristic functions)."""
-        if z.dim() < 2 or z.shape[-2] < 2:
-            raise LossInputError(f"SIGReg needs (..., N, D) embeddings with N >= 2, got {tuple(z.shape)}")
-        return self.statistic(gather(z, dim=-2) if self.gather_distributed else z, generator)
+        if z.dim() < 2:
+            raise LossInputError(f"SIGReg needs (..., N, D) embeddings, got {tuple(z.shape)}")
+        if self.gather_distributed:
+            z = gather(z, dim=-2)
+        check_batch("SIGReg", z.shape[-2])
+        return self.statistic(z, generator)
 
     def statistic(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The statistic of exactly these rows (no gathering), ``z (..., N, D)`` -> scalar."""
@@ -112,6 +115,7 @@ class LeJEPALoss(nn.Module):
             raise LossInputError(f"LeJEPALoss n_global must be in [1, {z.shape[0]}], got {n_global}")
         if self.sigreg.gather_distributed:
             z = gather(z, dim=1)
+        check_batch("LeJEPALoss", z.shape[1])
         z = z.float()
         centers = z[:g].mean(0)  # (N, D)
         pred = (centers - z).square().mean()

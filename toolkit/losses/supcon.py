@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather, rank
-from omnipatch.losses.shapes import LossInputError, check_views
+from omnipatch.losses.shapes import LossInputError, check_batch, check_views
 
 
 class SupConLoss(nn.Module):
@@ -43,12 +43,13 @@ class SupConLoss(nn.Module):
         if labels is None:
             if V < 2:
                 raise LossInputError("SupConLoss without labels needs at least 2 views")
-            labels = torch.arange(B, device=z.device) + B * rank()  # distinct across ranks too
+            labels = torch.arange(B, device=z.device) + (rank() << 32)  # distinct across ranks too
         elif labels.shape != (B,):
             raise LossInputError(f"SupConLoss labels must be ({B},), got {tuple(labels.shape)}")
         if self.gather_distributed:
             z, labels = gather(z, dim=1), gather(labels.to(z.device))
             B = z.shape[1]
+        check_batch("SupConLoss", B)
         u = F.normalize(z.float(), dim=-1).reshape(V * B, -1)
         y = labels.to(u.device).repeat(V)  # (V*B,) label of row l * B + i
         s = u @ u.T / self.temperature

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnipatch.losses.distributed import gather
-from omnipatch.losses.shapes import check_pair
+from omnipatch.losses.shapes import check_batch, check_pair
 
 
 def variance_term(z: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
@@ -57,6 +57,7 @@ class VICRegLoss(nn.Module):
         check_pair("VICRegLoss", za, zb)
         if self.gather_distributed:
             za, zb = gather(za), gather(zb)
+        check_batch("VICRegLoss", za.shape[0])
         za, zb = za.float(), zb.float()
         inv = F.mse_loss(za, zb)
         var = 0.5 * (variance_term(za, self.gamma, self.eps) + variance_term(zb, self.gamma, self.eps))
