@@ -58,7 +58,7 @@ def test_formats_rates_and_channels_give_the_same_spectrogram(wav_dir):
 def test_resampling_is_torchaudio_and_stereo_is_downmixed(wav_dir):
     import torchaudio.functional as AF
 
-    ds = AudioDataset(wav_dir / "b.flac", sample_rate=16000)
+    ds = AudioDataset(wav_dir / "b.flac", sample_rate=16000, seconds=0)
     wave = ds.waveform(ds.entries[0])
     data, sr = sf.read(wav_dir / "b.flac", dtype="float32", always_2d=True)
     ref = AF.resample(torch.from_numpy(data.T.copy()).mean(0, keepdim=True), sr, 16000)
@@ -120,12 +120,27 @@ def test_manifest_labels_segments_and_ids(tmp_path):
     assert s[2].x_mask.sum() == 100 - 81  # 0.8 s of sound in a 1 s window
 
 
-def test_read_audio_seeks_a_segment(tmp_path):
+def test_read_audio_seeks_a_segment_and_a_window(tmp_path):
     x = tone(440, 2.0, 8000)
     sf.write(tmp_path / "a.flac", x, 8000)
     seg, sr = read_audio(str(tmp_path / "a.flac"), 0.5, 0.75)
     assert sr == 8000 and seg.shape == (2000, 1)
     np.testing.assert_allclose(seg[:, 0], x[4000:6000], atol=1e-4)
+    mid, _ = read_audio(str(tmp_path / "a.flac"), 0.5, None, window=0.5)  # centre of [0.5, 2.0)
+    np.testing.assert_allclose(mid[:, 0], x[8000:12000], atol=1e-4)
+    head, _ = read_audio(str(tmp_path / "a.flac"), window=0.25, crop="start")
+    np.testing.assert_allclose(head[:, 0], x[:2000], atol=1e-4)
+
+
+def test_window_read_matches_decoding_everything(tmp_path):
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "n.wav", (0.1 * rng.standard_normal(3 * 22050)).astype(np.float32), 22050)
+    ds = AudioDataset(tmp_path, seconds=1.0, n_mels=32)
+    whole = AudioDataset(tmp_path, seconds=0, n_mels=32)  # decodes and resamples all 3 s
+    full = whole.waveform(whole.entries[0])
+    a = (full.shape[1] - 16000) // 2
+    x, _ = ds.features(full[:, a:a + 16000])
+    torch.testing.assert_close(ds[0].x[2:-2], x[2:-2], atol=0.05, rtol=0)  # resampler edges differ
 
 
 def _bad_files(d):
