@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
+    monitor_every: int = 50  # embedding-health check (RankMe, std, alignment); 0 = off
     device: str = "auto"
     strategy: str = "auto"  # single | ddp | fsdp; auto = ddp under torchrun with >1 rank
 

@@ -89,7 +89,7 @@ def single_modality_step(model: nn.Module, modality: str, augment: Callable, str
 
 def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator], dict], cfg: TrainConfig,
         run_dir: str | Path, config: dict, resume: bool = False, num_workers: int = 0,
-        quiet: bool = False, collate: Callable | None = None) -> dict:
+        quiet: bool = False, collate: Callable | None = None, monitor: Callable | None = None) -> dict:
     """Train ``model`` on ``dataset``; returns a summary (steps, first/last logged losses).
 
     Args:
@@ -98,6 +98,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         config: the JSON saved in every checkpoint (run config + model architecture).
         collate: batch collate (default drops and reports bad samples); must return
             ``(batch or None, skipped list)`` where batch supports ``len`` and ``.to``.
+        monitor: ``(batch, generator) -> health metrics`` run every ``cfg.monitor_every``
+            steps with its own generator (never changes the run); a collapse is logged as a
+            warning and shown in the progress bar (see :mod:`omnipatch.monitors`).
     """
     run_dir = Path(run_dir)
     strategy = make_strategy(cfg.strategy, cfg.device)
@@ -146,7 +149,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}
+    health: dict[str, float] = {}
     n_acc, seen, t_log = 0, 0, time.time()
+    watch = monitor is not None and cfg.monitor_every > 0 and not (strategy.distributed and strategy.name == "fsdp")
     skipped_f = run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl"
     train_module.train()
     for step in range(start, total):
@@ -177,6 +182,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
             seen += len(batch)
+            if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
+                with autocast:
+                    health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
         if cfg.grad_clip > 0:
             gn = nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
             acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn) * cfg.grad_accum
@@ -189,13 +197,25 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             terms_mean = strategy.mean({k: v / max(n_acc, 1) for k, v in acc.items()})
             rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": strategy.total(seen) / max(dt, 1e-9)}
             rec.update(terms_mean)
+            if health:
+                from omnipatch.monitors import collapsed, describe
+
+                rec.update({f"health/{k}": v for k, v in health.items()})
+                if collapsed(health) and main:
+                    print(f"\nwarning: step {done}: embeddings look collapsed ({describe(health)}); "
+                          f"try a lower lr, more augmentation, or another objective", file=sys.stderr)
             if main:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
                 if not quiet:
-                    terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k not in ("step", "lr", "samples_per_s", "grad_norm"))
+                    terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                                         if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/"))
+                    if health:
+                        from omnipatch.monitors import describe
+
+                        terms_txt += f" | {describe(health)}"
                     progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
-            acc, n_acc, seen, t_log = {}, 0, 0, time.time()
+            acc, health, n_acc, seen, t_log = {}, {}, 0, 0, time.time()
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
     if not quiet and main:

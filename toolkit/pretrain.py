@@ -115,14 +115,17 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if len(names) == 1:
         spec = MODALITIES.get(names[0])
+        from omnipatch.monitors import single_modality_monitor
+
         compute, collate = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength), None
+        monitor = single_modality_monitor(model, spec.name, spec.augment, cfg.data.augment_strength)
     else:
         from omnipatch.paired import PairedCollate, paired_step
 
         compute = paired_step(model, {m: MODALITIES.get(m).augment for m in names}, cfg.data.augment_strength)
-        collate = PairedCollate(names)
+        collate, monitor = PairedCollate(names), None
     summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config,
-                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet, collate=collate)
+                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet, collate=collate, monitor=monitor)
     pics = []
     if summary["rank"] == 0 and "mae" in model.objectives:
         if summary["world"] > 1:  # sharded / wrapped during training: draw with the saved weights

@@ -97,3 +97,21 @@ def test_non_finite_loss_raises(png_folder, tmp_path):
     c.train.grad_clip = 0.0
     with pytest.raises(OmnipatchError, match="non-finite loss at step"):
         pretrain(c, tmp_path / "run", quiet=True)
+
+
+def test_health_monitor_logged_and_collapse_warned(png_folder, tmp_path, monkeypatch, capsys):
+    from omnipatch import monitors
+
+    c = _cfg(png_folder / "manifest.csv", 2)
+    c.train.monitor_every = 1
+    pretrain(c, tmp_path / "ok", quiet=True)
+    rec = json.loads((tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["health/rankme"] > 1.5 and "health/alignment" in rec
+    assert "collapsed" not in capsys.readouterr().err
+
+    def constant_monitor(model, modality, augment, strength=1.0):  # every embedding the same point
+        return lambda batch, g: monitors.health(torch.ones(len(batch), 8), torch.ones(len(batch), 8))
+
+    monkeypatch.setattr(monitors, "single_modality_monitor", constant_monitor)
+    pretrain(c, tmp_path / "collapsed", quiet=True)
+    assert "embeddings look collapsed" in capsys.readouterr().err
