@@ -79,12 +79,19 @@ def select(keys: Tensor, k: Tensor, padding_mask: Tensor | None = None) -> MaskR
     return MaskResult(idx_keep, idx_mask, idx_restore, visible, keep_valid, hidden.float())
 
 
-def _finish(keys: Tensor, mask_ratio: float, padding_mask: Tensor | None, k: Tensor | None = None) -> MaskResult:
-    valid = torch.ones_like(keys, dtype=torch.bool) if padding_mask is None else ~padding_mask
+def prepare(keys: Tensor, mask_ratio: float, padding_mask: Tensor | None,
+            k: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Padding keys to ``+inf`` and the default budget: the inputs of :func:`select`."""
     if padding_mask is not None:
         keys = keys.masked_fill(padding_mask, float("inf"))
     if k is None:
+        valid = torch.ones_like(keys, dtype=torch.bool) if padding_mask is None else ~padding_mask
         k = budget(valid, mask_ratio)
+    return keys, k
+
+
+def _finish(keys: Tensor, mask_ratio: float, padding_mask: Tensor | None, k: Tensor | None = None) -> MaskResult:
+    keys, k = prepare(keys, mask_ratio, padding_mask, k)
     return select(keys, k, padding_mask)
 
 
@@ -94,7 +101,13 @@ def random_mask(
 ) -> MaskResult:
     """Uniformly random masking (MAE): each token hidden with probability ``mask_ratio``."""
     _check_ratio(mask_ratio)
-    return _finish(_rand((B, L), generator, device), mask_ratio, padding_mask)
+    return _finish(random_keys(B, L, generator=generator, device=device), mask_ratio, padding_mask)
+
+
+def random_keys(B: int, L: int, *, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> Tensor:
+    """Keys of :func:`random_mask`: ``(B, L)`` uniform."""
+    return _rand((B, L), generator, device)
 
 
 def block_mask(
@@ -109,6 +122,13 @@ def block_mask(
     ties inside the block that straddles the budget.
     """
     _check_ratio(mask_ratio)
+    keys = block_keys(B, grid, block_size, generator=generator, device=device)
+    return _finish(keys, mask_ratio, padding_mask)
+
+
+def block_keys(B: int, grid: tuple[int, ...], block_size: int | tuple[int, ...] = 2, *,
+               generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """Keys of :func:`block_mask`: ``(B, prod(grid))``, constant over shifted coarse blocks."""
     bs = (block_size,) * len(grid) if isinstance(block_size, int) else tuple(block_size)
     if len(bs) != len(grid):
         raise ValueError(f"block_size {bs} has {len(bs)} dims, grid {grid} has {len(grid)}")
@@ -126,7 +146,7 @@ def block_mask(
         ix = ix.view(shape).expand(*keys.shape[: d + 1], ix.shape[1], *keys.shape[d + 2:])
         keys = torch.gather(keys, d + 1, ix)
     keys = keys.reshape(B, L) + 1e-3 * _rand((B, L), generator, device) / max(coarse)
-    return _finish(keys, mask_ratio, padding_mask)
+    return keys
 
 
 def tube_mask(
@@ -135,6 +155,14 @@ def tube_mask(
 ) -> MaskResult:
     """One spatial mask shared along the leading (time) axis of the grid (VideoMAE)."""
     _check_ratio(mask_ratio)
+    keys, k = tube_keys(B, grid, mask_ratio, padding_mask=padding_mask, generator=generator, device=device)
+    return _finish(keys, mask_ratio, padding_mask, k=k)
+
+
+def tube_keys(B: int, grid: tuple[int, ...], mask_ratio: float, *, padding_mask: Tensor | None = None,
+              generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Keys ``(B, L)`` of :func:`tube_mask` (one per spatial position, shared over time) and
+    the budget ``k (B,)`` in whole tubes."""
     T, S = grid[0], math.prod(grid[1:])
     keys = _rand((B, 1, S), generator, device).expand(B, T, S).reshape(B, T * S)
     # budget in whole tubes so the kept set is exactly a set of tubes
@@ -142,8 +170,7 @@ def tube_mask(
     k = torch.full((B,), k_tubes * T, dtype=torch.long, device=device)
     if padding_mask is not None:
         k = torch.minimum(k, (~padding_mask).sum(1))
-    # time index as a tie-breaker keeps each tube's tokens adjacent in the sort order
-    return _finish(keys, mask_ratio, padding_mask, k=k)
+    return keys, k
 
 
 def group_mask(
@@ -157,6 +184,14 @@ def group_mask(
         mask_ratio: fraction of *groups* hidden (at least one group stays visible).
     """
     _check_ratio(mask_ratio)
+    keys, k = group_keys(groups, mask_ratio, B=B, padding_mask=padding_mask, generator=generator)
+    return _finish(keys, mask_ratio, padding_mask, k=k)
+
+
+def group_keys(groups: Tensor, mask_ratio: float, *, B: int | None = None, padding_mask: Tensor | None = None,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Keys ``(B, L)`` of :func:`group_mask` (one per group) and the budget ``k (B,)``: the
+    tokens of the ``max(1, round((1 - ratio) G))`` lowest-key groups."""
     if groups.dim() == 1:
         if B is None:
             raise ValueError("group_mask needs B when groups is (L,)")
@@ -171,7 +206,7 @@ def group_mask(
     vis = keys <= thresh
     if padding_mask is not None:
         vis = vis & ~padding_mask
-    return _finish(keys, mask_ratio, padding_mask, k=vis.sum(1))
+    return keys, vis.sum(1)
 
 
 def _check_ratio(r: float) -> None:
@@ -179,28 +214,38 @@ def _check_ratio(r: float) -> None:
         raise ValueError(f"mask_ratio must be in [0, 1), got {r}")
 
 
-def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
-    """``x (B, L, D)``, ``idx (B, K)`` -> ``(B, K, D)``.
+def gather_tokens(x: Tensor, idx: Tensor, pos: Tensor | None = None) -> Tensor:
+    """``x (B, L, D)``, ``idx (B, K)`` -> ``(B, K, D)``, plus ``pos (1|B, L, D)`` at the same
+    rows when given (``gather(x + pos)``, computed on the K rows only).
 
     One ``index_select`` of rows of the flattened ``(B*L, D)`` tensor: no ``(B, K, D)`` int64
     index is materialised (MAE's ``gather(..., idx.repeat(1, 1, D))`` builds one).
     """
     B, L, D = x.shape
     flat = (idx + torch.arange(B, device=idx.device).unsqueeze(1) * L).reshape(-1)
-    return x.reshape(B * L, D).index_select(0, flat).reshape(B, idx.shape[1], D)
+    out = x.reshape(B * L, D).index_select(0, flat).reshape(B, idx.shape[1], D)
+    if pos is not None:  # (1, L, D) is indexed by token, (B, L, D) by flat row
+        p = pos.reshape(-1, D).index_select(0, flat if pos.shape[0] == B else idx.reshape(-1))
+        out = out + p.reshape(out.shape)
+    return out
 
 
-def unshuffle(visible_out: Tensor, mask_token: Tensor, res: MaskResult) -> Tensor:
+def unshuffle(visible_out: Tensor, mask_token: Tensor, res: MaskResult, pos: Tensor | None = None) -> Tensor:
     """Decoder prologue: visible outputs back to full order, mask token elsewhere.
 
     Args:
         visible_out: ``(B, K, D)`` encoder outputs for ``res.idx_keep``.
         mask_token: ``(D,)`` or ``(1, 1, D)`` learned mask token.
+        pos: ``(1|B, L, D)`` decoder positional embedding added to every slot, optional.
     Returns:
         ``(B, L, D)``; slots not visible (including kept-but-flagged ones) hold the mask token.
     """
     B, K, D = visible_out.shape
     L = res.idx_restore.shape[1]
-    full = torch.cat([visible_out, mask_token.reshape(1, 1, D).expand(B, L - K, D).to(visible_out.dtype)], 1)
-    full = gather_tokens(full, res.idx_restore)
-    return torch.where(res.visible.unsqueeze(-1), full, mask_token.reshape(1, 1, D).to(full.dtype))
+    tok = mask_token.reshape(1, 1, D).to(visible_out.dtype)
+    # one pass: a mask-token canvas, kept rows copied in at idx_keep (distinct per row); kept
+    # slots flagged not visible carry the mask token too
+    src = torch.where(res.keep_valid.unsqueeze(-1), visible_out, tok).reshape(B * K, D)
+    flat = (res.idx_keep + torch.arange(B, device=res.idx_keep.device).unsqueeze(1) * L).reshape(-1)
+    out = tok.expand(B, L, D).reshape(B * L, D).index_copy(0, flat, src).reshape(B, L, D)
+    return out if pos is None else out + pos
