@@ -1,0 +1,442 @@
+"""3-D medical volumes: NIfTI (``.nii``, ``.nii.gz``) and MGH (``.mgz``) -> ``(C, X, Y, Z)`` tensors.
+
+Reading goes through nibabel (header first, voxels on demand); preprocessing through MONAI
+array transforms (imported lazily, only when a volume is decoded):
+
+1. ``Orientation("RAS")``: axes become X left->right, Y posterior->anterior, Z
+   inferior->superior, whatever the scanner stored.
+2. ``Spacing(spacing)``: resampled to a target voxel size in mm (``spacing=None`` keeps it).
+3. intensity: ``"percentiles"`` (MRI, the default) maps the ``percentiles`` (0.5, 99.5) of
+   each channel of each volume to [0, 1] and clips (MR intensities have no absolute unit);
+   ``"window"`` (CT) maps a fixed range, e.g. a Hounsfield ``window`` of (-1000, 1000), to
+   [0, 1] and clips (use it too when crops of one scan must keep one scale); ``"none"``
+   keeps the values.
+4. ``CropForeground``: the bounding box of voxels above ``foreground_threshold`` (+2 voxels).
+5. ``RandSpatialCrop(roi_size)`` (``crop="random"``, ``crops_per_volume`` seeded crops per
+   volume) or ``CenterSpatialCrop`` (``crop="center"``), then ``SpatialPad(roi_size)`` with
+   zeros: a small volume is padded with background, never stretched.
+
+Steps 1-4 run once per volume and are kept in a small LRU cache, so many crops of one
+large volume cost one decode + resample.
+
+Multi-channel volumes and 4-D series (the documented choice, ``series=``):
+    - ``"auto"`` (default): a 4-D file whose header declares a time unit (``xyzt_units``
+      sec/msec/usec, i.e. fMRI, DWI and perfusion series) is a **series**: every 3-D frame
+      is its own sample (id ``path#t<frame>``); any other 4-D file (stacked MRI sequences,
+      NIfTI vector intent ``(X, Y, Z, 1, C)``) is **multi-channel**: the 4th axis becomes C.
+    - ``"frames"``, ``"channels"``: force one of the two readings.
+    - ``"mean"``: average the 4th axis into one channel (e.g. a mean EPI).
+  Several sequences stored as separate files are not merged: stack them into one 4-D file.
+
+Bad input raises :class:`~omnipatch.errors.BadSampleError` naming the file and the reason
+(missing, not NIfTI, truncated or corrupt gzip, wrong dimensionality, NaN voxels,
+non-invertible affine); with ``on_bad_sample="skip"`` the sample is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from omnipatch.batch import Batch, Sample
+from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities.base import FileDataset, Skipped
+from omnipatch.modalities.sources import resolve
+from omnipatch.modality import MODALITIES, ModalitySpec
+
+SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
+TIME_UNITS = ("sec", "msec", "usec")
+SERIES = ("auto", "frames", "channels", "mean")
+INTENSITY = ("percentiles", "window", "none")
+
+
+def is_volume_file(path: str) -> bool:
+    return str(path).lower().endswith(SUFFIXES)
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _load_header(path: str):
+    """nibabel image proxy (header parsed, voxels not read) or BadSampleError."""
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadSampleError(path, "file not found")
+    if p.stat().st_size == 0:
+        raise BadSampleError(path, "empty file")
+    try:
+        return nib.load(path)
+    except Exception as e:  # ImageFileError, HeaderDataError, gzip/zlib errors in the header
+        raise BadSampleError(path, f"not a readable NIfTI/MGH file ({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def series_kind(img, series: str = "auto") -> str:
+    """How the 4th axis of ``img`` is read: ``"frames"``, ``"channels"`` or ``"mean"``."""
+    if series not in SERIES:
+        raise OmnipatchError(f"series must be one of {SERIES}, got {series!r}")
+    if series != "auto":
+        return series
+    if len(img.shape) == 5:  # NIfTI vector intent (X, Y, Z, 1, C)
+        return "channels"
+    get_units = getattr(img.header, "get_xyzt_units", None)
+    unit = get_units()[1] if get_units is not None else "unknown"
+    return "frames" if unit in TIME_UNITS else "channels"
+
+
+def check_affine(affine: np.ndarray, path: str) -> np.ndarray:
+    """The voxel-to-world matrix, or BadSampleError when it is not finite or not invertible."""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise BadSampleError(path, "affine is not a finite 4x4 matrix")
+    det = float(np.linalg.det(a[:3, :3]))
+    if abs(det) < 1e-9:
+        raise BadSampleError(path, f"non-invertible affine (voxel-to-world determinant {det:.3g}); "
+                                   "fix the header's qform/sform")
+    return a
+
+
+def read_volume(path: str, series: str = "auto", nan_voxels: str = "error") -> tuple[np.ndarray, np.ndarray]:
+    """Decode a NIfTI/MGH file to ``(C, X, Y, Z)`` float32 voxels and its 4x4 affine.
+
+    The 4th axis (if any) comes first as channels; for ``series="frames"`` those channels
+    are frames (the dataset splits them), for ``"mean"`` they are averaged to one.
+
+    Args:
+        path: the file.
+        series: ``auto | frames | channels | mean`` (see the module docstring).
+        nan_voxels: ``"error"`` (default) rejects volumes with NaN/inf voxels; ``"zero"``
+            replaces them by 0.
+    Raises:
+        BadSampleError: with the file and the reason.
+    """
+    img = _load_header(path)
+    shape = tuple(int(s) for s in img.shape)
+    kind = series_kind(img, series)
+    if len(shape) == 5 and shape[3] != 1:
+        raise BadSampleError(path, f"5-D image {shape} is neither a 4-D series nor a vector image (X, Y, Z, 1, C)")
+    if len(shape) not in (3, 4, 5):
+        raise BadSampleError(path, f"wrong dimensionality: expected a 3-D volume, a 4-D series or a "
+                                   f"multi-channel volume, got shape {shape}")
+    if min(shape[:3]) < 1:
+        raise BadSampleError(path, f"empty volume of shape {shape}")
+    affine = check_affine(img.affine, path)
+    try:
+        if str(path).lower().endswith((".gz", ".mgz")):
+            # decompress the whole stream: gzip then checks its CRC and length, which reading
+            # only the voxel bytes (nibabel's lazy path) never does, so corruption is caught
+            with open(path, "rb") as f:
+                img = type(img).from_bytes(gzip.decompress(f.read()))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as e:  # EOFError / BadGzipFile / zlib.error / short data
+        raise BadSampleError(path, f"cannot read the voxel data, truncated or corrupt file ({_reason(e)})") from None
+    if data.ndim == 5:
+        data = data[:, :, :, 0, :]
+    data = data[None] if data.ndim == 3 else np.moveaxis(data, 3, 0)
+    if kind == "mean":
+        data = data.mean(0, keepdims=True)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        if nan_voxels == "zero":
+            data = np.where(bad, np.float32(0), data)
+        else:
+            raise BadSampleError(path, f"{int(bad.sum())} NaN/inf voxels (set nan_voxels='zero' to replace them)")
+    return np.ascontiguousarray(data), affine
+
+
+# -- preprocessing (MONAI) -------------------------------------------------------------------------
+def preprocess(data: np.ndarray | Tensor, affine: np.ndarray, *, spacing: list[float] | None = None,
+               intensity: str = "percentiles", window: tuple[float, float] = (-1000.0, 1000.0),
+               percentiles: tuple[float, float] = (0.5, 99.5), foreground_crop: bool = True,
+               foreground_threshold: float = 0.0) -> Tensor:
+    """Orientation RAS -> spacing -> intensity scaling -> foreground crop (MONAI transforms).
+
+    Args:
+        data: ``(C, X, Y, Z)`` voxels, ``affine`` their 4x4 voxel-to-world matrix.
+    Returns:
+        ``(C, X', Y', Z')`` float32 in RAS orientation.
+    """
+    from monai.data import MetaTensor
+    from monai.transforms import (
+        CropForeground,
+        Orientation,
+        ScaleIntensityRange,
+        ScaleIntensityRangePercentiles,
+        Spacing,
+    )
+
+    if intensity not in INTENSITY:
+        raise OmnipatchError(f"intensity must be one of {INTENSITY}, got {intensity!r}")
+    x = MetaTensor(torch.as_tensor(data, dtype=torch.float32), affine=torch.as_tensor(affine, dtype=torch.float64))
+    x = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
+    if spacing:
+        sp = [float(spacing)] * 3 if isinstance(spacing, (int, float)) else [float(s) for s in spacing]
+        x = Spacing(pixdim=sp, mode="bilinear", dtype=np.float32)(x)
+    if intensity == "percentiles":
+        x = ScaleIntensityRangePercentiles(float(percentiles[0]), float(percentiles[1]), 0.0, 1.0,
+                                           clip=True, channel_wise=True)(x)
+    elif intensity == "window":
+        x = ScaleIntensityRange(float(window[0]), float(window[1]), 0.0, 1.0, clip=True)(x)
+    if foreground_crop:
+        thr = float(foreground_threshold)
+        x = CropForeground(select_fn=lambda v: v > thr, margin=2, allow_smaller=True)(x)
+    out = x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
+    return out.float().contiguous()
+
+
+def crop_pad(vol: Tensor, roi_size: tuple[int, int, int], mode: str, seed: int) -> Tensor:
+    """A ``roi_size`` crop (MONAI ``RandSpatialCrop`` seeded by ``seed``, or centre), zero-padded.
+
+    ``vol (C, X, Y, Z)`` -> ``(C, *roi_size)``.
+    """
+    from monai.transforms import CenterSpatialCrop, RandSpatialCrop, SpatialPad
+
+    if mode == "random":
+        crop = RandSpatialCrop(list(roi_size), random_size=False)
+        crop.set_random_state(seed=seed % (2**32))
+        vol = crop(vol)
+    elif mode == "center":
+        vol = CenterSpatialCrop(list(roi_size))(vol)
+    else:
+        raise OmnipatchError(f"crop must be 'random' or 'center', got {mode!r}")
+    vol = SpatialPad(list(roi_size), mode="constant", value=0.0)(vol)
+    out = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
+    return out.float().contiguous()
+
+
+def _seed(*parts) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=4).digest(), "little")
+
+
+# -- dataset ------------------------------------------------------------------------------------
+class VolumeDataset(FileDataset):
+    """Volumes from a folder, glob or manifest; one sample = one ``roi_size`` crop.
+
+    A volume yields ``crops_per_volume`` seeded random crops per frame, except a volume that
+    already fits in ``roi_size`` (after resampling), which yields one sample (its crops would
+    all be the same). Sample ids are the entry id, plus ``#t<frame>`` for series frames and
+    ``#c<k>`` for the k-th crop when there are several.
+
+    Args:
+        source: folder / glob / manifest (``path``, optional ``id``, ``label``) / list.
+        roi_size: crop size in voxels ``(X, Y, Z)`` (an int for a cube); the model input.
+        spacing: target voxel size in mm, or None to keep the file's.
+        intensity, window, percentiles, foreground_crop, foreground_threshold: see
+            :func:`preprocess`.
+        crop: ``"random"`` or ``"center"``.
+        crops_per_volume: random crops per volume (per frame) in one epoch.
+        series: how the 4th axis is read (module docstring).
+        channels: expected channel count; None infers it from the first readable file.
+        nan_voxels: ``"error"`` or ``"zero"``.
+        seed: seeds the crops (crop k of volume v is the same every epoch and every run).
+        cache_volumes: preprocessed volumes kept in memory (LRU).
+        on_bad_sample: ``raise`` or ``skip``.
+    """
+
+    def __init__(self, source, roi_size=(32, 32, 32), spacing=None, intensity: str = "percentiles",
+                 window=(-1000.0, 1000.0), percentiles=(0.5, 99.5), foreground_crop: bool = True,
+                 foreground_threshold: float = 0.0, crop: str = "random", crops_per_volume: int = 1,
+                 series: str = "auto", channels: int | None = None, nan_voxels: str = "error",
+                 seed: int = 0, cache_volumes: int = 4, on_bad_sample: str = "raise"):
+        entries = resolve(source, (".nii", ".gz", ".mgz", ".mgh"))
+        if isinstance(source, (str, Path)) and not str(source).lower().endswith((".csv", ".parquet")):
+            entries = [e for e in entries if is_volume_file(e.path)]
+            if not entries:
+                raise OmnipatchError(f"{source}: no NIfTI/MGH files ({', '.join(SUFFIXES)})")
+        super().__init__(entries, on_bad_sample)
+        self.roi_size = tuple([int(roi_size)] * 3 if isinstance(roi_size, int) else [int(r) for r in roi_size])
+        if len(self.roi_size) != 3 or min(self.roi_size) < 1:
+            raise OmnipatchError(f"roi_size must be 3 positive ints, got {roi_size}")
+        if series not in SERIES:
+            raise OmnipatchError(f"series must be one of {SERIES}, got {series!r}")
+        if nan_voxels not in ("error", "zero"):
+            raise OmnipatchError(f"nan_voxels must be 'error' or 'zero', got {nan_voxels!r}")
+        if crop not in ("random", "center"):
+            raise OmnipatchError(f"crop must be 'random' or 'center', got {crop!r}")
+        self.prep = dict(spacing=spacing, intensity=intensity, window=tuple(window),
+                         percentiles=tuple(percentiles), foreground_crop=bool(foreground_crop),
+                         foreground_threshold=float(foreground_threshold))
+        if intensity not in INTENSITY:
+            raise OmnipatchError(f"intensity must be one of {INTENSITY}, got {intensity!r}")
+        self.crop, self.crops_per_volume, self.series = crop, max(1, int(crops_per_volume)), series
+        self.nan_voxels, self.seed, self.cache_volumes = nan_voxels, int(seed), max(1, int(cache_volumes))
+        self._cache: OrderedDict[int, Tensor] = OrderedDict()
+        self.items: list[tuple[int, int, int, int]] = []  # (entry, frame or -1, crop, n_crops)
+        self._index()
+        self.channels = int(channels) if channels is not None else self._infer_channels()
+
+    def _index(self) -> None:
+        """Read headers only: frames per file and whether it fits in the ROI."""
+        for j, e in enumerate(self.entries):
+            try:
+                img = _load_header(e.path)
+            except BadSampleError:
+                if self.on_bad_sample == "raise":
+                    raise
+                self.items.append((j, -1, 0, 1))
+                continue
+            shape = img.shape
+            kind = series_kind(img, self.series)
+            frames = shape[3] if (len(shape) == 4 and kind == "frames") else 0
+            zooms = [float(z) for z in img.header.get_zooms()[:3]]
+            est = sorted(shape[:3])  # orientation permutes axes: compare sorted extents
+            if self.prep["spacing"]:
+                sp = self.prep["spacing"]
+                sp = [float(sp)] * 3 if isinstance(sp, (int, float)) else [float(s) for s in sp]
+                # axis permutation unknown before orientation: use the coarsest target spacing
+                est = sorted(math.ceil(s * z / min(sp)) for s, z in zip(shape[:3], zooms))
+            fits = all(a <= b for a, b in zip(est, sorted(self.roi_size)))
+            n = 1 if (fits or self.crop == "center") else self.crops_per_volume
+            for f in (range(frames) if frames else [-1]):
+                self.items += [(j, f, k, n) for k in range(n)]
+
+    def _infer_channels(self) -> int:
+        seen = 0
+        for j, f, _, _ in self.items:
+            if seen >= 16:
+                break
+            seen += 1
+            try:
+                img = _load_header(self.entries[j].path)
+            except BadSampleError:
+                continue
+            if f >= 0 or len(img.shape) == 3:
+                return 1
+            kind = series_kind(img, self.series)
+            return 1 if kind == "mean" else int(img.shape[-1])
+        raise OmnipatchError(f"none of the first {seen} volumes could be read (first: {self.entries[0].path})")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def volume(self, j: int) -> Tensor:
+        """Preprocessed ``(C_all, X, Y, Z)`` volume of entry ``j`` (frames as channels), cached."""
+        if j in self._cache:
+            self._cache.move_to_end(j)
+            return self._cache[j]
+        e = self.entries[j]
+        series = "channels" if self.series in ("auto", "frames") else self.series
+        data, affine = read_volume(e.path, series=series, nan_voxels=self.nan_voxels)
+        vol = preprocess(data, affine, **self.prep)
+        if min(vol.shape[1:]) == 0:
+            raise BadSampleError(e.path, "no foreground voxels above the threshold")
+        self._cache[j] = vol
+        while len(self._cache) > self.cache_volumes:
+            self._cache.popitem(last=False)
+        return vol
+
+    def __getitem__(self, i: int) -> Sample | Skipped:
+        j, f, k, n = self.items[i]
+        entry = self.entries[j]
+        try:
+            return self._read(j, f, k, n)
+        except BadSampleError as e:
+            if self.on_bad_sample == "skip":
+                return Skipped(e.source, e.reason)
+            raise
+        except Exception as e:  # a library failed deep inside: name the file and the reason
+            err = BadSampleError(entry.path, f"cannot preprocess ({_reason(e)})")
+            if self.on_bad_sample == "skip":
+                return Skipped(err.source, err.reason)
+            raise err from e
+
+    def _read(self, j: int, f: int, k: int, n: int) -> Sample:
+        entry = self.entries[j]
+        vol = self.volume(j)
+        if f >= 0:
+            vol = vol[f:f + 1]
+        elif vol.shape[0] != self.channels:
+            raise BadSampleError(entry.path, f"has {vol.shape[0]} channels, expected {self.channels}")
+        x = crop_pad(vol, self.roi_size, self.crop, _seed(self.seed, entry.path, f, k))
+        sid = entry.id + (f"#t{f}" if f >= 0 else "") + (f"#c{k}" if n > 1 else "")
+        return Sample(x=x, id=sid, label=self.label_of(entry))
+
+    def full_volume(self, i: int = 0) -> Tensor:
+        """The whole preprocessed volume behind sample ``i`` (no crop): ``(C, X, Y, Z)``."""
+        j, f, _, _ = self.items[i]
+        vol = self.volume(j)
+        return vol[f:f + 1] if f >= 0 else vol
+
+
+def channel_stats(dataset, max_samples: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean / std over up to ``max_samples`` evenly spaced readable samples."""
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
+    xs = [s.x for s in (dataset[int(i)] for i in idx) if isinstance(s, Sample)]
+    if not xs:
+        raise OmnipatchError("no readable volumes to compute normalisation statistics")
+    x = torch.stack([t.flatten(1) for t in xs], 0).transpose(0, 1).reshape(xs[0].shape[0], -1)
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-6).tolist()
+
+
+# -- views --------------------------------------------------------------------------------------
+def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> Batch:
+    """One random view per volume, batched: random resized crop (60-100 % per axis), rotation
+    up to 10 degrees about Z, left-right flip with probability 0.5, contrast / brightness
+    jitter and Gaussian noise. ``x (B, C, X, Y, Z)``."""
+    x = batch.x.float()
+    B = x.shape[0]
+    g, dev = generator, x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=g.device).to(dev)  # noqa: E731
+    scale = 1.0 - strength * 0.4 * r(B, 3)  # kept fraction per axis
+    shift = (r(B, 3) * 2 - 1) * (1 - scale)
+    ang = (r(B) * 2 - 1) * math.radians(10) * strength
+    flip = torch.where(r(B) < 0.5 * min(strength, 1.0), -1.0, 1.0)
+    cos, sin = ang.cos(), ang.sin()
+    theta = torch.zeros(B, 3, 4, device=dev)
+    # affine_grid's coordinates are (z, y, x) = (Z, Y, X) of our (X, Y, Z) volume, reversed
+    theta[:, 0, 0], theta[:, 0, 3] = scale[:, 2], shift[:, 2]
+    theta[:, 1, 1], theta[:, 1, 2], theta[:, 1, 3] = scale[:, 1] * cos, -scale[:, 1] * sin, shift[:, 1]
+    theta[:, 2, 1], theta[:, 2, 2], theta[:, 2, 3] = scale[:, 0] * sin * flip, scale[:, 0] * cos * flip, shift[:, 0]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    dims = tuple(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    sd = x.std(dim=dims, keepdim=True).clamp_min(1e-3)
+    shape = (B,) + (1,) * (x.dim() - 1)
+    x = (x - mean) * (1 + (r(*shape) * 2 - 1) * 0.3 * strength) + mean + (r(*shape) * 2 - 1) * 0.1 * strength * sd
+    x = x + torch.randn(x.shape, generator=g, device=g.device).to(dev) * 0.02 * strength * sd
+    return batch.replace(x=x)
+
+
+# -- registration -------------------------------------------------------------------------------
+def _adapter_kwargs(dataset: VolumeDataset, options: dict) -> dict:
+    mean, std = channel_stats(dataset)
+    ps = options.get("patch_size", 8)
+    ps = [int(ps)] * 3 if isinstance(ps, (int, float)) else [int(p) for p in ps]
+    bad = [(r, p) for r, p in zip(dataset.roi_size, ps) if r % p]
+    if bad:
+        raise OmnipatchError(f"volume: roi_size {list(dataset.roi_size)} is not a multiple of patch_size {ps}")
+    return {"in_chans": dataset.channels, "patch_size": ps, "mean": mean, "std": std}
+
+
+def _open(source, on_bad_sample: str = "raise", patch_size=None, **options) -> VolumeDataset:
+    return VolumeDataset(source, on_bad_sample=on_bad_sample, **options)
+
+
+SPEC = ModalitySpec(
+    name="volume",
+    description="3-D medical volumes (NIfTI .nii/.nii.gz, MGH): MONAI RAS/spacing/intensity/crops",
+    open_dataset=_open,
+    adapter="volume",
+    adapter_kwargs=_adapter_kwargs,
+    augment=augment,
+    default_mask="block",
+    options={"roi_size": [32, 32, 32], "patch_size": 8, "spacing": None, "intensity": "percentiles",
+             "window": [-1000.0, 1000.0], "percentiles": [0.5, 99.5], "foreground_crop": True,
+             "foreground_threshold": 0.0, "crop": "random", "crops_per_volume": 1, "series": "auto",
+             "channels": None, "nan_voxels": "error", "seed": 0, "cache_volumes": 4},
+)
+MODALITIES.add(SPEC.name, SPEC, SPEC.description)
