@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch.utils.data import Dataset
 
-from omnipatch.batch import Sample
+from omnipatch.batch import Sample, Skipped  # noqa: F401  (Skipped re-exported)
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.sources import Entry, label_index
 
 ON_BAD = ("raise", "skip")
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Returned instead of a Sample when a file is bad and ``on_bad_sample="skip"``."""
-
-    source: str
-    reason: str
 
 
 class FileDataset(Dataset):
@@ -62,3 +52,20 @@ class FileDataset(Dataset):
             if self.on_bad_sample == "skip":
                 return Skipped(err.source, err.reason)
             raise err from e
+
+
+def stream_reader(dataset: FileDataset, classes: dict | None = None):
+    """``(path, key, label) -> Sample`` for :class:`omnipatch.shards.ShardStream`: decodes one
+    extracted member with an open file dataset's reader (options, channels and so on come
+    from that data set, e.g. the probe data set of the first shard members)."""
+
+    def read(path: str, key: str, label: str | None) -> Sample:
+        sample = dataset.read(Entry(path, key, label))
+        if label is not None:
+            try:
+                sample.label = classes[label] if classes else int(label)
+            except (KeyError, ValueError):
+                sample.label = None
+        return sample
+
+    return read

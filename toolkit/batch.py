@@ -26,6 +26,14 @@ class Sample:
     x_mask: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Returned instead of a Sample when a sample is bad and ``on_bad_sample="skip"``."""
+
+    source: str
+    reason: str
+
+
 @dataclass
 class Batch:
     """A collated batch: ``x (B, ...)``, ``ids`` (B,), ``labels (B,)`` or None, ``x_mask``."""

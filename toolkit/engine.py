@@ -14,11 +14,12 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig
-from omnipatch.data import step_loader
+from omnipatch.data import CollateSkipping, step_loader
 from omnipatch.errors import OmnipatchError
 from omnipatch.strategy import make_strategy
 
@@ -107,11 +108,17 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     device, main, world = strategy.device, strategy.is_main, strategy.world
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
-    if per_epoch == 0:
-        raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
-                             f"= {cfg.batch_size * cfg.grad_accum * world}")
-    total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
+    streaming = isinstance(dataset, IterableDataset)
+    if streaming:
+        if cfg.epochs > 0:
+            raise OmnipatchError("a streamed (sharded) data set has no length: give train.steps, not epochs")
+        total = cfg.steps
+    else:
+        per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
+        if per_epoch == 0:
+            raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
+                                 f"= {cfg.batch_size * cfg.grad_accum * world}")
+        total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
     step_module = StepModule(model, compute)
     train_module = strategy.wrap(step_module)
     opt = torch.optim.AdamW(param_groups(step_module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
@@ -144,8 +151,13 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         strategy.barrier()
 
     first_micro = start * cfg.grad_accum * world
-    loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
-                              rank=strategy.rank, world=world))
+    if streaming:  # the stream shards itself over ranks (and workers); bounded memory
+        dataset.place(strategy.rank, world, start)
+        loader = iter(DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate or CollateSkipping(),
+                                 num_workers=num_workers))
+    else:
+        loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
+                                  rank=strategy.rank, world=world))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}

@@ -19,6 +19,7 @@ from omnipatch.masking import MASKS, MaskSpec
 from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec, load_builtin
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
+from omnipatch.shards import is_shard_source
 
 
 def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "raise"):
@@ -74,6 +75,8 @@ def open_run_data(cfg: Config):
     """``(dataset, {modality: dataset})``: one modality's dataset, or a paired dataset."""
     names = modality_names(cfg)
     specs = {m: MODALITIES.get(m) for m in names}
+    if len(names) == 1 and is_shard_source(str(cfg.data.source)):
+        return open_stream(cfg, specs[names[0]])
     if len(names) == 1:
         ds = open_data(specs[names[0]], cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
         return ds, {names[0]: ds}
@@ -82,6 +85,28 @@ def open_run_data(cfg: Config):
     paired = PairedDataset(cfg.data.source, lambda m, paths: open_data(
         specs[m], paths, modality_options(cfg, m, True), cfg.data.on_bad_sample), names)
     return paired, paired.datasets
+
+
+def open_stream(cfg: Config, spec: ModalitySpec):
+    """A :class:`~omnipatch.shards.ShardStream` over tar shards, plus a small extracted probe
+    data set (first 256 samples) from which the adapter infers shapes and statistics."""
+    import tempfile
+
+    from omnipatch.modalities.base import stream_reader
+    from omnipatch.shards import ShardStream, extract_first, shard_list
+
+    shards = shard_list(str(cfg.data.source))
+    options = {k: v for k, v in cfg.data.options.items() if k != "shuffle_buffer"}
+    factory = lambda paths: open_data(spec, paths, options, cfg.data.on_bad_sample)
+    probe_dir = tempfile.mkdtemp(prefix="omnipatch-probe-")
+    first = extract_first(shards, 256, probe_dir)
+    if not first:
+        raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
+    probe = factory([p for p, _ in first])
+    stream = ShardStream(shards, stream_reader(probe), seed=cfg.train.seed,
+                         shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
+                         on_bad_sample=cfg.data.on_bad_sample)
+    return stream, {spec.name: probe}
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> dict:
@@ -106,7 +131,7 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         check_names(cfg, MODALITIES.get(m))
     dataset, per_modality = open_run_data(cfg)
     model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
-    if cfg.data.cache and cfg.data.num_workers == 0:
+    if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
         dataset = CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None)}
