@@ -1,0 +1,213 @@
+"""3-D brain MRI: pretrain on one hemisphere of the MNI152 T1 template, probe anatomy on the other.
+
+Command (needs ``make examples-data`` for nilearn's bundled MNI152 templates)::
+
+    .venv/bin/python -m examples.volume_mni [--out runs/volume_mni] [--steps 200]
+
+Data (real, offline): nilearn's MNI152 2009 T1 template (197 x 233 x 189 at 1 mm, brain
+only), averaged to 2 mm. The **left** hemisphere (x < 0 mm) is the pretraining volume;
+the model sees random 24^3 crops of it (MONAI ``RandSpatialCrop``).
+
+Probe labels (constructed from the real coordinates, not from the model): 24^3-voxel
+(48 mm) crops at random positions, at least 40 % brain, each lying entirely in one
+hemisphere; its label is the brain quadrant of its centre: anterior/posterior x
+superior/inferior, split at the median brain voxel (y = -25 mm, z = 9 mm). Crops whose centre
+lies within 6 mm of a split plane are dropped (ambiguous). Probes are *trained* on
+left-hemisphere crops and *tested* on right-hemisphere crops: no test voxel was seen in
+pretraining or by the probe's training set. The template is left-right symmetric, so the
+test anatomy is the mirror image of the training anatomy at other positions; nothing in
+the pipeline flips volumes for the probe (the pretraining views flip left-right at random).
+
+It runs the CLI end to end (``omnipatch pretrain / embed / eval``, in-process), then:
+
+- the masked reconstruction loss (block masking of 2x2x2 patch cubes) going down;
+- kNN and linear probe accuracy, pretrained vs the same architecture at random init;
+- a whole-hemisphere embedding with MONAI's sliding-window inferer (feature map);
+- ``slices.png``: three orthogonal slices, original / masked / reconstructed.
+
+Result (measured with ``--steps 200`` on a 2-core CPU shared with other jobs, run as
+``OMP_NUM_THREADS=1 .venv/bin/python -m examples.volume_mni``: 9 min wall, 2 min 22 s of CPU
+for everything; on a loaded machine one thread avoids OpenMP oversubscription)::
+
+    pretraining: 200 steps in 495 s; masked reconstruction loss (block mask) 1.1822 -> 0.3284
+
+    right-hemisphere quadrant (4 classes), probes trained on left-hemisphere crops
+      encoder         kNN (k=20)   linear
+      pretrained           0.873    0.860
+      random init          0.660    0.507
+      margin              +0.213   +0.353
+
+    whole brain (2 mm, (98, 116, 94) voxels) sliding-window embedding: 210 windows of 24^3,
+    feature map (192, 17, 20, 16), embedding (192,) in 3.4 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROI = 24
+QUADRANTS = ("anterior-superior", "anterior-inferior", "posterior-superior", "posterior-inferior")
+
+
+def mni_t1_path() -> Path:
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("nilearn is not installed: run `make examples-data` (it ships the MNI152 templates)")
+    p = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    if not p.is_file():
+        raise SystemExit(f"{p} not found; reinstall nilearn")
+    return p
+
+
+def prepare(root: Path, n_crops: int = 300, seed: int = 0) -> dict[str, Path]:
+    """2 mm template, left-hemisphere volume, probe crops (NIfTI) and their manifests."""
+    import nibabel as nib
+
+    root.mkdir(parents=True, exist_ok=True)
+    img = nib.load(mni_t1_path())
+    d = np.asarray(img.dataobj, dtype=np.float32)[:196, :232, :188]
+    d2 = d.reshape(98, 2, 116, 2, 94, 2).mean((1, 3, 5))  # 2 mm voxels (exact 2x2x2 average)
+    aff = img.affine @ np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] += 0.5  # centre of the first 2x2x2 block
+    mid = int(round(-aff[0, 3] / 2.0))  # first voxel with x >= 0 mm
+    nib.save(nib.Nifti1Image(d2[:mid], aff), root / "mni152_t1_left_2mm.nii.gz")
+    full = root / "mni152_t1_2mm.nii.gz"
+    nib.save(nib.Nifti1Image(d2, aff), full)
+
+    rng = np.random.default_rng(seed)
+    brain = d2 > 0
+    paths = {"left_volume": root / "mni152_t1_left_2mm.nii.gz", "full_volume": full}
+    (root / "crops").mkdir(exist_ok=True)
+    labels = []
+    for side, (lo, hi) in (("train", (0, mid - ROI)), ("test", (mid, d2.shape[0] - ROI))):
+        rows, tries = [], 0
+        while len(rows) < n_crops and tries < 200 * n_crops:
+            tries += 1
+            i = int(rng.integers(lo, hi + 1))
+            j, k = (int(rng.integers(0, s - ROI + 1)) for s in d2.shape[1:])
+            if brain[i:i + ROI, j:j + ROI, k:k + ROI].mean() < 0.4:
+                continue
+            cx, cy, cz = nib.affines.apply_affine(aff, [i + ROI / 2 - 0.5, j + ROI / 2 - 0.5, k + ROI / 2 - 0.5])
+            if abs(cy + 25) < 6 or abs(cz - 9) < 6:
+                continue
+            label = QUADRANTS[(0 if cy > -25 else 2) + (0 if cz > 9 else 1)]
+            crop_aff = aff.copy()
+            crop_aff[:3, 3] = nib.affines.apply_affine(aff, [i, j, k])
+            name = f"crops/{side}_{len(rows):04d}.nii.gz"
+            nib.save(nib.Nifti1Image(d2[i:i + ROI, j:j + ROI, k:k + ROI].copy(), crop_aff), root / name)
+            rows.append((name, f"{side}_{len(rows):04d}", label))
+        with open(root / f"{side}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "id", "label"])
+            w.writerows(rows)
+        labels += rows
+        paths[side] = root / f"{side}.csv"
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label"])
+        w.writerows((r[1], r[2]) for r in labels)
+    paths["labels"] = root / "labels.csv"
+    return paths
+
+
+def cli(*args: str) -> None:
+    from omnipatch.cli import main
+
+    print("$ omnipatch " + " ".join(args), flush=True)
+    if main(list(args)) != 0:
+        raise SystemExit(f"omnipatch {args[0]} failed")
+
+
+def probe_json(kind: str, train: Path, test: Path, labels: Path, out: Path) -> float:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        cli("eval", kind, "--embeddings", str(train), "--test-embeddings", str(test), "--labels", str(labels),
+            "--json", "--plot", str(out))
+    return float(json.loads(buf.getvalue().strip().splitlines()[-1])["accuracy"])
+
+
+def run(out: Path, steps: int, patch: int = 6, quiet: bool = True) -> dict:
+    import torch
+
+    from omnipatch.adapters.volume import embed_volume, save_orthogonal_slices
+    from omnipatch.api import load
+    from omnipatch.batch import collate
+    from omnipatch.engine import read_metrics
+
+    t0 = time.time()
+    data = prepare(out / "data")
+    print(f"data: {sum(1 for _ in open(data['train'])) - 1} left / {sum(1 for _ in open(data['test'])) - 1} "
+          f"right-hemisphere probe crops of {ROI}^3 voxels (2 mm) in {out / 'data'}")
+    run_dir = out / "run"
+    opts = {"roi_size": [ROI] * 3, "patch_size": patch, "intensity": "window", "window": [0, 255],
+            "foreground_crop": False, "crops_per_volume": 2048}
+    sets = [f"data.options.{k}={json.dumps(v)}" for k, v in opts.items()]
+    sets += ["model.mask_ratio=0.75", "model.block_size=2", "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 10)}",
+             "train.log_every=10", f"train.checkpoint_every={steps}"]
+    cli("pretrain", "--modality", "volume", "--data", str(data["left_volume"]), "--out", str(run_dir),
+        "--objective", "mae+contrastive:0.5", "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
+        *[a for s in sets for a in ("--set", s)], *(["--quiet"] if quiet else []))
+    t_train = time.time() - t0
+    res = {}
+    for name, flag in (("pretrained", []), ("random init", ["--random-init"])):
+        tag = name.split()[0]
+        for split in ("train", "test"):
+            cli("embed", "--checkpoint", str(run_dir), "--data", str(data[split]),
+                "--out", str(out / f"emb_{tag}_{split}.parquet"), "--batch-size", "64", *flag)
+        res[name] = {k: probe_json(k, out / f"emb_{tag}_train.parquet", out / f"emb_{tag}_test.parquet",
+                                   data["labels"], out / f"map_{tag}_{k}.png") for k in ("knn", "linear")}
+
+    pre = load(run_dir)
+    t = time.time()
+    whole = embed_volume(pre, data["full_volume"], overlap=0.25)
+    t_sw = time.time() - t
+    ds = pre.open(data["left_volume"])
+    batch = collate([ds[i] for i in range(4)])
+    pics = pre.model.reconstruct(batch, "volume", torch.Generator().manual_seed(0))
+    save_orthogonal_slices({k: v.cpu() for k, v in pics.items()}, out / "slices.png",
+                           title="left-hemisphere crop: block-masked 75 %, reconstructed")
+
+    recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
+    first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
+    print(f"\npretraining: {steps} steps in {t_train:.0f} s; masked reconstruction loss (block mask) "
+          f"{first:.4f} -> {last:.4f}")
+    print("\nright-hemisphere quadrant (4 classes), probes trained on left-hemisphere crops")
+    print(f"  {'encoder':<14} {'kNN (k=20)':>11} {'linear':>8}")
+    for name, r in res.items():
+        print(f"  {name:<14} {r['knn']:>11.3f} {r['linear']:>8.3f}")
+    print(f"  {'margin':<14} {res['pretrained']['knn'] - res['random init']['knn']:>+11.3f} "
+          f"{res['pretrained']['linear'] - res['random init']['linear']:>+8.3f}")
+    fm = tuple(whole.feature_map.shape)
+    print(f"\nwhole brain (2 mm, {tuple(pre.open(data['full_volume']).full_volume(0).shape[1:])} voxels) "
+          f"sliding-window embedding: {whole.windows} windows of {ROI}^3, feature map {fm}, "
+          f"embedding {tuple(whole.embedding.shape)} in {t_sw:.1f} s")
+    print(f"\ncheckpoint: {run_dir / 'checkpoint'}\nloss curve: {run_dir / 'loss_curve.png'}\n"
+          f"slices:     {out / 'slices.png'}")
+    result = {"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first, "mae_last": last,
+              "probe": res, "sliding_window": {"windows": whole.windows, "feature_map": fm, "seconds": round(t_sw, 2)}}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/volume_mni")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--patch", type=int, default=6, help="cube patch edge in voxels (ROI is 24)")
+    p.add_argument("--verbose", action="store_true")
+    a = p.parse_args()
+    run(Path(a.out), a.steps, a.patch, quiet=not a.verbose)
+
+
+if __name__ == "__main__":
+    main()
