@@ -22,6 +22,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.harness import interleaved, report
@@ -59,7 +60,7 @@ def monai_pipeline(crop: str):
     return Compose([
         LoadImage(image_only=True, ensure_channel_first=True),
         Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Spacing(pixdim=SPACING, mode="bilinear"),
+        Spacing(pixdim=SPACING, mode="bilinear", dtype=np.float32),  # as ours
         ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True, channel_wise=True),
         CropForeground(select_fn=lambda v: v > 0, margin=2, allow_smaller=True),
         c, SpatialPad([ROI] * 3, mode="constant", value=0.0),

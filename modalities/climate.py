@@ -103,13 +103,23 @@ def find_time_dim(ds) -> str | None:
 
 
 def open_climate(paths: list[str], engine: str | None = None, block: int = 64, on_bad_sample: str = "raise"):
-    """Lazily open ``paths`` as one dataset (time-chunked); returns ``(ds, skipped files)``."""
+    """Lazily open ``paths`` as one dataset (time-chunked); returns ``(ds, skipped files)``.
+
+    Each file is opened once, on its own (so a bad one is named, or skipped), then the
+    pieces are combined along time: by their time coordinates when they have distinct ones,
+    else in the given order (NEMO-style files whose time axis restarts at 0).
+    """
     import xarray as xr
 
-    good, skipped, parts = [], [], []
-    for p in paths:  # metadata only: names the bad file instead of a deep backend error
+    good, skipped, parts, chunks, tdim = [], [], [], None, None
+    for p in paths:
         try:
-            parts.append(_open_one(p, engine, None))
+            if chunks is None:  # the first readable file tells the time axis to chunk along
+                probe = _open_one(p, engine, None)
+                tdim = find_time_dim(probe)
+                probe.close()
+                chunks = {tdim: block} if tdim else {}
+            parts.append(_open_one(p, engine, chunks))
             good.append(p)
         except BadSampleError as e:
             if on_bad_sample == "raise":
@@ -117,23 +127,22 @@ def open_climate(paths: list[str], engine: str | None = None, block: int = 64, o
             skipped.append(Skipped(e.source, e.reason))
     if not good:
         raise OmnipatchError(f"none of {len(paths)} climate file(s) could be opened (first: {paths[0]})")
-    tdim = find_time_dim(parts[0])
-    chunks = {tdim: block} if tdim else {}
-    for ds in parts:
-        ds.close()
-    if len(good) == 1:
-        return _open_one(good[0], engine, chunks), skipped
-    kw = dict(chunks=chunks, engine=None if engine == "zarr" else engine, data_vars="minimal",
-              coords="minimal", compat="override", join="override")
+    if len(parts) == 1:
+        return parts[0], skipped
+    if tdim is None:
+        raise OmnipatchError(f"cannot combine {len(good)} files without a time axis ({good[0]}, ...)")
+    kw = dict(data_vars="minimal", coords="minimal", compat="override", join="exact",
+              combine_attrs="drop_conflicts")
     try:
-        ds = xr.open_mfdataset(good, combine="by_coords", **kw)
+        ds = xr.combine_by_coords(parts, **kw)
+        if tdim not in ds.dims or ds.sizes[tdim] != sum(d.sizes[tdim] for d in parts):
+            raise ValueError("not a concatenation along time")
     except Exception:
-        if tdim is None:
-            raise OmnipatchError(f"cannot combine {len(good)} files without a time axis") from None
-        try:  # files with equal or missing time values (e.g. NEMO's time_counter = 0): in order
-            ds = xr.open_mfdataset(good, combine="nested", concat_dim=tdim, **kw)
+        try:
+            ds = xr.combine_nested(parts, concat_dim=tdim, **kw)
         except Exception as e:
-            raise OmnipatchError(f"cannot combine {len(good)} files along {tdim!r}: {type(e).__name__}: {e}") from None
+            raise OmnipatchError(f"cannot combine {len(good)} files along {tdim!r} "
+                                 f"(different grids or variables?): {type(e).__name__}: {e}") from None
         stamps = [c.values for c in ds.coords.values() if c.dims == (tdim,) and c.dtype.kind in "MO"]
         if stamps and not any(len(set(map(str, s))) == len(s) for s in stamps):
             raise OmnipatchError(f"files {good[0]} ... {good[-1]} overlap in time (repeated time stamps); "
