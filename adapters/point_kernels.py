@@ -230,37 +230,51 @@ _C_SRC = r"""
 #include <float.h>
 
 /* Farthest-point sampling of clouds [b0, b1): the loop of open3d's FarthestPointDownSample
-   (running minimum of squared distances, next = first index of the maximum), vectorised by
-   keeping each coordinate in its own array. Sentinels are finite (+-MAX) so that the max
-   reduction may be vectorised under -ffinite-math-only. */
+   (running minimum of squared distances, next = first index of the maximum), vectorised:
+   one array per coordinate, chunks of CH points that each record their maximum so that the
+   first index of the overall maximum is found by scanning chunk maxima, then one chunk.
+   Sentinels are finite (+-MAX) so the max reductions vectorise under -ffinite-math-only;
+   target_clones picks AVX-512 / AVX2 / baseline code at load time. */
+#define CH 64
 #define FPS(T, NAME, BIG)                                                                    \
+__attribute__((target_clones("avx512f", "avx2", "default")))                                 \
 int NAME(const T* xyz, const uint8_t* valid, const int64_t* start, int64_t b0, int64_t b1,  \
          int64_t N, int64_t n, int64_t* out) {                                               \
-    T* buf = (T*)malloc(sizeof(T) * 4 * (size_t)N);                                          \
+    int64_t nc = (N + CH - 1) / CH, Np = nc * CH;                                            \
+    T* buf = (T*)malloc(sizeof(T) * (4 * (size_t)Np + (size_t)nc));                          \
     if (!buf) return -1;                                                                     \
-    T *x = buf, *y = buf + N, *z = buf + 2 * N, *d = buf + 3 * N;                            \
+    T *x = buf, *y = buf + Np, *z = buf + 2 * Np, *d = buf + 3 * Np, *cm = buf + 4 * Np;     \
     for (int64_t b = b0; b < b1; ++b) {                                                      \
         const T* p = xyz + b * N * 3;                                                        \
         const uint8_t* v = valid ? valid + b * N : 0;                                        \
-        for (int64_t i = 0; i < N; ++i) {                                                    \
-            x[i] = p[3 * i]; y[i] = p[3 * i + 1]; z[i] = p[3 * i + 2];                       \
-            d[i] = (!v || v[i]) ? BIG : -BIG;                                                \
+        for (int64_t i = 0; i < Np; ++i) {                                                   \
+            int ok = i < N;                                                                  \
+            x[i] = ok ? p[3 * i] : 0; y[i] = ok ? p[3 * i + 1] : 0; z[i] = ok ? p[3 * i + 2] : 0; \
+            d[i] = (ok && (!v || v[i])) ? BIG : -BIG;                                        \
         }                                                                                    \
         int64_t far = start[b];                                                              \
         for (int64_t s = 0; s < n; ++s) {                                                    \
             out[b * n + s] = far;                                                            \
             const T fx = x[far], fy = y[far], fz = z[far];                                   \
             T best = -BIG;                                                                   \
-            for (int64_t i = 0; i < N; ++i) {                                                \
-                T dx = x[i] - fx, dy = y[i] - fy, dz = z[i] - fz;                            \
-                T dd = dx * dx;                                                              \
-                dd = dd + dy * dy;                                                           \
-                dd = dd + dz * dz;                                                           \
-                T m = dd < d[i] ? dd : d[i];                                                 \
-                d[i] = m;                                                                    \
-                best = m > best ? m : best;                                                  \
+            for (int64_t c = 0; c < nc; ++c) {                                               \
+                T lm = -BIG;                                                                 \
+                T *xc = x + c * CH, *yc = y + c * CH, *zc = z + c * CH, *dc = d + c * CH;    \
+                for (int64_t i = 0; i < CH; ++i) {                                           \
+                    T dx = xc[i] - fx, dy = yc[i] - fy, dz = zc[i] - fz;                     \
+                    T dd = dx * dx;                                                          \
+                    dd = dd + dy * dy;                                                       \
+                    dd = dd + dz * dz;                                                       \
+                    T m = dd < dc[i] ? dd : dc[i];                                           \
+                    dc[i] = m;                                                               \
+                    lm = m > lm ? m : lm;                                                    \
+                }                                                                            \
+                cm[c] = lm;                                                                  \
+                best = lm > best ? lm : best;                                                \
             }                                                                                \
-            int64_t i = 0;                                                                   \
+            int64_t c = 0;                                                                   \
+            while (cm[c] != best) ++c;                                                       \
+            int64_t i = c * CH;                                                              \
             while (d[i] != best) ++i;                                                        \
             far = i;                                                                         \
         }                                                                                    \
@@ -339,25 +353,31 @@ def _build():
     except (OSError, subprocess.SubprocessError) as e:
         warnings.warn(f"omnipatch: C point kernels unavailable ({e}); using the torch path", RuntimeWarning)
         return None
-    P, I = ctypes.c_void_p, ctypes.c_int64
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
     for name in ("fps_f32", "fps_f64"):
-        getattr(lib, name).argtypes = [P, P, P, I, I, I, I, P]
-    lib.knn_f32.argtypes = [P, P, P, I, I, I, I, I, P]
+        getattr(lib, name).argtypes = [P, P, P, I64, I64, I64, I64, P]
+    lib.knn_f32.argtypes = [P, P, P, I64, I64, I64, I64, I64, P]
     for name in ("fps_f32", "fps_f64", "knn_f32"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
 
-def _split(B: int, call) -> None:
+_pool: list = []  # one lazily created executor, reused (creating threads per call costs ~ms)
+
+
+def _split(B: int, call, work: int) -> None:
     """Run ``call(b0, b1)`` over slices of the batch on up to ``torch.get_num_threads()``
-    threads (ctypes releases the GIL); raise if a slice failed."""
-    n = max(1, min(B, torch.get_num_threads()))
+    threads (ctypes releases the GIL) when there is enough ``work`` (point updates) to pay
+    for the hand-off; raise if a slice failed."""
+    n = max(1, min(B, torch.get_num_threads(), work // 2_000_000))
     bounds = [(B * i // n, B * (i + 1) // n) for i in range(n)]
     if n == 1:
         rcs = [call(*bounds[0])]
     else:
-        with ThreadPoolExecutor(n) as pool:
-            rcs = list(pool.map(lambda ab: call(*ab), bounds))
+        with _lock:
+            if not _pool or _pool[0]._max_workers < n:
+                _pool[:] = [ThreadPoolExecutor(n, thread_name_prefix="omnipatch-points")]
+        rcs = list(_pool[0].map(lambda ab: call(*ab), bounds))
     if any(rcs):
         raise MemoryError("point kernel could not allocate its buffers")
 
@@ -369,7 +389,7 @@ def _fps_c(xyz: Tensor, valid: Tensor | None, far: Tensor, n: int) -> Tensor:
     v = None if valid is None else valid.to(torch.uint8).contiguous()
     far = far.contiguous()
     _split(B, lambda b0, b1: fn(xyz.data_ptr(), None if v is None else v.data_ptr(), far.data_ptr(),
-                                b0, b1, N, n, out.data_ptr()))
+                                b0, b1, N, n, out.data_ptr()), B * N * n)
     return out
 
 
@@ -380,7 +400,7 @@ def _knn_c(query: Tensor, xyz: Tensor, k: int, valid: Tensor | None) -> Tensor:
     v = None if valid is None else valid.to(torch.uint8).contiguous()
     out = torch.empty(B, M, k, dtype=torch.long)
     _split(B, lambda b0, b1: _clib().knn_f32(q.data_ptr(), p.data_ptr(), None if v is None else v.data_ptr(),
-                                             b0, b1, M, N, k, out.data_ptr()))
+                                             b0, b1, M, N, k, out.data_ptr()), B * M * N)
     return out
 
 

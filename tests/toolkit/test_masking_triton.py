@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnipatch.masking import MaskSpec, reference as R
+from omnipatch.masking import MaskSpec
+from omnipatch.masking import reference as R
 from omnipatch.tokens import PatchTokens
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -269,3 +270,38 @@ def test_dispatch_device_path(dev, T, monkeypatch, strategy, padded):
     assert torch.equal(torch.gather(both, 1, res.idx_restore.cpu()), torch.arange(L).expand(B, L))
     if pad is not None:
         assert not (res.visible.cpu() & pad.cpu()).any()
+
+
+# ------------------------------------------------------------------ CPU (reference) side
+cpu_only = pytest.mark.skipif(INTERPRET, reason="runs in the parent process")
+
+
+@cpu_only
+def test_cpu_mask_tokens_is_make_mask_plus_gather():
+    import omnipatch.masking as M
+
+    x = torch.randn(2, 16, 5)
+    pos = torch.randn(1, 16, 5)
+    t = PatchTokens(tokens=x, grid=(4, 4), modality="x")
+    x_vis, res = M.mask_tokens(t, MaskSpec("block", 0.5), torch.Generator().manual_seed(0), pos=pos)
+    want = M.make_mask(t, MaskSpec("block", 0.5), torch.Generator().manual_seed(0))
+    assert_same(res, want)
+    assert torch.equal(x_vis, torch.gather(x + pos, 1, want.idx_keep.unsqueeze(-1).expand(-1, -1, 5)))
+
+
+@cpu_only
+def test_reference_pos_and_one_pass_unshuffle_match_mae():
+    g = torch.Generator().manual_seed(4)
+    B, L, D = 3, 12, 4
+    pad = ragged_padding(B, L, [12, 5, 9], "cpu")
+    res = R.random_mask(B, L, 0.5, padding_mask=pad, generator=g)
+    x, pos_b, pos_1 = (torch.randn(s, L, D, generator=g) for s in (B, B, 1))
+    for pos in (pos_b, pos_1):
+        assert torch.equal(R.gather_tokens(x, res.idx_keep, pos), R.gather_tokens(x + pos, res.idx_keep))
+    y = torch.randn(B, res.num_keep, D, generator=g)
+    tok = torch.randn(D, generator=g)
+    full = torch.cat([y, tok.expand(B, L - res.num_keep, D)], 1)  # MAE: cat + gather + mask
+    mae = torch.gather(full, 1, res.idx_restore.unsqueeze(-1).repeat(1, 1, D))
+    mae = torch.where(res.visible.unsqueeze(-1), mae, tok)
+    assert torch.equal(R.unshuffle(y, tok, res), mae)
+    assert torch.equal(R.unshuffle(y, tok, res, pos_1), mae + pos_1)

@@ -174,7 +174,7 @@ def _restore_kernel(
     in_r = r < R
     in_d = od < D
     b = (r // L).to(tl.int64)
-    l = r % L
+    tok = r % L
     src = tl.load(restore_ptr + r, mask=in_r, other=0)
     if USE_COND:
         ok = in_r & (tl.load(cond_ptr + r, mask=in_r, other=0) != 0)
@@ -186,7 +186,7 @@ def _restore_kernel(
         fill = tl.load(fill_ptr + od, mask=in_d, other=0.0).to(tl.float32)
         v = tl.where(ok[:, None], v, fill[None, :])
     if HAS_POS:
-        v += tl.load(pos_ptr + (b * pos_bstride + l * D)[:, None] + od[None, :],
+        v += tl.load(pos_ptr + (b * pos_bstride + tok * D)[:, None] + od[None, :],
                      mask=in_r[:, None] & in_d[None, :], other=0.0).to(tl.float32)
     tl.store(out_ptr + (r.to(tl.int64) * D)[:, None] + od[None, :], v, mask=in_r[:, None] & in_d[None, :])
 
