@@ -40,7 +40,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str], list[str]]]:
         a = xr.open_dataset(d / "A1B_north_america.nc", use_cftime=True)
         e = xr.open_dataset(d / "E1_north_america.nc", use_cftime=True)
         xr.merge([a[["air_temperature"]].rename(air_temperature="tas_a1b"),
-                  e[["air_temperature"]].rename(air_temperature="tas_e1")], compat="override").to_zarr(z)
+                  e[["air_temperature"]].rename(air_temperature="tas_e1")], compat="override").to_zarr(z, consolidated=False)
         out.append(("Zarr, 2 variables, 240 x 37 x 49", [str(z)], ["tas_a1b", "tas_e1"]))
         out.append(("NEMO SST, 3 files (open_mfdataset)", sorted(str(p) for p in (d / "NEMO").glob("*.nc")), ["tos"]))
     if eofs is not None:

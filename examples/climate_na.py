@@ -86,7 +86,7 @@ def prepare(root: Path) -> Path:
         ds = xr.open_dataset(src / f"{scen}_north_america.nc", use_cftime=True)
         parts.append(ds[["air_temperature"]].rename(air_temperature=f"tas_{scen.lower()}").drop_vars(
             [c for c in ds.coords if c not in ("time", "latitude", "longitude")]))
-    xr.merge(parts).to_zarr(store, consolidated=True)
+    xr.merge(parts).to_zarr(store, consolidated=False)
     return store
 
 

@@ -30,6 +30,7 @@ import difflib
 import glob
 import math
 import sys
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -85,7 +86,9 @@ def _open_one(path: str, engine: str | None, chunks: dict | None):
         raise BadSampleError(path, "empty file")
     try:
         if _is_zarr(path) or engine == "zarr":
-            return xr.open_zarr(path, chunks=chunks)
+            with warnings.catch_warnings():  # stores without consolidated metadata are fine
+                warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+                return xr.open_zarr(path, chunks=chunks)
         return xr.open_dataset(path, engine=engine, chunks=chunks)
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
@@ -385,7 +388,12 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
         x = x[:, :, t0:t0 + t]
     V = C - 2
     v = x[:, :V]
-    sd = torch.nan_to_num(v, nan=0.0).flatten(2).std(dim=2).view(B, V, 1, 1, 1).clamp_min(1e-6)
+    ok = torch.isfinite(v).flatten(2)
+    flat = torch.where(ok, v.flatten(2), torch.zeros((), dtype=v.dtype, device=dev))
+    n = ok.sum(2).clamp_min(1)
+    mean = flat.sum(2) / n
+    var = (torch.where(ok, flat - mean[..., None], torch.zeros((), dtype=v.dtype, device=dev)) ** 2).sum(2) / n
+    sd = var.sqrt().view(B, V, 1, 1, 1).clamp_min(1e-6)  # spread of the data cells only
     noise = torch.randn(v.shape, generator=g, device=g.device).to(dev) * 0.05 * strength * sd
     return batch.replace(x=torch.cat([v + noise, x[:, V:]], 1).contiguous())
 

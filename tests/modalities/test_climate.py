@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,7 +99,7 @@ def test_many_files_and_zarr_match_one_file(tmp_path):
     many = ClimateDataset(str(tmp_path / "part*.nc"), variables=["tas", "z"], levels=[500])
     assert len(many) == T
     np.testing.assert_allclose(many[6].x[0, 0].numpy(), full.tas.values[6])
-    full.to_zarr(tmp_path / "store.zarr")
+    full.to_zarr(tmp_path / "store.zarr", consolidated=False)
     z = ClimateDataset(str(tmp_path / "store.zarr"), variables=["tas", "z"], levels=[500])
     torch.testing.assert_close(z[6].x, many[6].x)
 
@@ -160,3 +162,42 @@ def test_augment_crops_domain_and_keeps_nan():
     assert v.shape[:2] == (2, 3) and v.shape[2] == 2 and v.shape[3] <= H and v.shape[4] <= W
     # the latitude channel is a crop of the original rows (no resampling)
     assert set(v[:, 1, 0, :, 0].flatten().tolist()) <= set(torch.linspace(-50, 50, H).tolist())
+
+
+def test_augment_noise_is_relative_to_data_cells_only():
+    x = torch.full((1, 3, 1, H, W), 300.0)
+    x[:, 0] += torch.randn(H, W)  # spread 1 K around 300 K
+    x[:, 0, :, :3] = float("nan")  # land: must not inflate the noise scale
+    x[:, 1], x[:, 2] = 0.0, 0.0
+    v = augment(Batch(x=x), torch.Generator().manual_seed(0), strength=1.0).x
+    # noise is ~5 % of the 1 K spread of the data cells, not of the 300 K gap to the zero-filled land
+    assert float(torch.nan_to_num(v[:, 0], nan=300.0).std()) < 2.0
+
+
+def test_files_on_different_grids_are_an_error(tmp_path):
+    _dataset().isel(time=slice(0, 5)).to_netcdf(tmp_path / "a.nc")
+    _dataset(t0="2000-01-06", n=5).isel(lat=slice(0, 4)).to_netcdf(tmp_path / "b.nc")
+    with pytest.raises(OmnipatchError, match="cannot combine 2 files"):
+        ClimateDataset(str(tmp_path), variables=["tas"])
+
+
+@pytest.mark.integration
+def test_cli_pretrain_embed_with_nan_fields(tmp_path):
+    from omnipatch.api import read_embeddings
+    from omnipatch.cli import main
+    from omnipatch.engine import read_metrics
+
+    p = _nc(tmp_path, nan_land=True)
+    run = tmp_path / "run"
+    assert main(["pretrain", "--modality", "climate", "--data", p, "--out", str(run), "--preset", "micro",
+                 "--steps", "3", "--batch-size", "4", "--objective", "mae+contrastive", "--quiet",
+                 "--set", 'data.options.variables=["sst", "tas"]', "--set", "data.options.patch_size=2",
+                 "--set", "model.mask=group", "--set", "model.mask_ratio=0.5"]) == 0
+    assert all(math.isfinite(r["loss"]) for r in read_metrics(run / "metrics.jsonl"))
+    assert main(["embed", "--checkpoint", str(run), "--data", p, "--out", str(tmp_path / "e.parquet")]) == 0
+    ids, emb = read_embeddings(tmp_path / "e.parquet")
+    assert len(ids) == T and ids[0] == "2000-01-01T00:00:00" and np.isfinite(emb).all()
+    from omnipatch.api import load
+
+    adapter = load(run).model.adapters["climate"]
+    assert adapter.variables == ["sst", "tas"] and adapter.mean[0] == pytest.approx(290, abs=1)  # stats in the checkpoint

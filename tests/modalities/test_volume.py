@@ -187,3 +187,29 @@ def test_augment_keeps_shape_and_is_seeded():
     v2 = augment(b, torch.Generator().manual_seed(1)).x
     assert v1.shape == b.x.shape and torch.isfinite(v1).all()
     torch.testing.assert_close(v1, v2)
+
+
+@pytest.mark.integration
+def test_cli_pretrain_embed_eval(tmp_path):
+    from omnipatch.api import read_embeddings
+    from omnipatch.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = ["path,id,label"]
+    for i in range(10):  # 5 per class: eval's 5-fold cross-validation needs them
+        _save(tmp_path / f"v{i}.nii.gz", (rng.random((8, 8, 8)) + (i % 2)).astype(np.float32))
+        rows.append(f"v{i}.nii.gz,v{i},{i % 2}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "labels.csv").write_text("id,label\n" + "\n".join(f"v{i},{i % 2}" for i in range(10)) + "\n")
+    run = tmp_path / "run"
+    assert main(["pretrain", "--modality", "volume", "--data", str(tmp_path / "m.csv"), "--out", str(run),
+                 "--preset", "micro", "--steps", "2", "--batch-size", "4", "--quiet", "--objective", "mae",
+                 "--set", "data.options.roi_size=[8, 8, 8]", "--set", "data.options.patch_size=4",
+                 "--set", "data.options.crops_per_volume=2", "--set", "data.options.intensity=window",
+                 "--set", "data.options.window=[0, 2]"]) == 0
+    assert main(["embed", "--checkpoint", str(run), "--data", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "e.parquet")]) == 0
+    ids, _ = read_embeddings(tmp_path / "e.parquet")
+    assert ids == [f"v{i}" for i in range(10)]  # volumes that fit the ROI: one sample each, id kept
+    assert main(["eval", "knn", "--embeddings", str(tmp_path / "e.parquet"), "--labels",
+                 str(tmp_path / "labels.csv"), "--k", "3"]) == 0
