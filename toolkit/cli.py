@@ -15,7 +15,7 @@ from omnipatch.errors import OmnipatchError
 
 
 #: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
-COMMAND_MODULES: list[str] = ["omnipatch.retrieval"]
+COMMAND_MODULES: list[str] = ["omnipatch.retrieval", "omnipatch.finetune", "omnipatch.export"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +36,16 @@ def _pretrain(a) -> None:
             set_key(cfg, key, v)
     if a.objective:
         cfg.objectives = parse_objectives(a.objective)
+    # data options with their own flags (DESIGN 4b): climate variables/levels, table columns
+    for flag, key in (("variables", "variables"), ("levels", "levels"), ("id_column", "id_column"),
+                      ("label_column", "label_column")):
+        v = getattr(a, flag)
+        if v is not None:
+            if flag == "levels":
+                v = [float(x) for x in v.split(",")]
+            elif flag == "variables":
+                v = [x.strip() for x in v.split(",")]
+            cfg.data.options[key] = v
     for kv in a.set or []:
         k, eq, v = kv.partition("=")
         if not eq:
@@ -94,7 +104,7 @@ def _eval(a) -> None:
         how = f"train {len(y)} / test {len(ty)}"
     else:
         acc = cross_val_accuracy(x, y, a.method)
-        how = f"5-fold cross-validation over {len(y)}"
+        how = f"stratified cross-validation (up to 5 folds) over {len(y)}"
     plot = Path(a.plot) if a.plot else Path(a.embeddings).with_suffix(".map.png")
     save_embedding_map(x, y, plot, title=f"{Path(a.embeddings).name} ({a.method} acc {acc:.3f})")
     result = {"method": a.method, "accuracy": acc, "protocol": how, "map": str(plot)}
@@ -137,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"])
+    s.add_argument("--variables", help="climate: comma-separated variable names")
+    s.add_argument("--levels", help="climate: comma-separated level values (e.g. 500,850)")
+    s.add_argument("--id-column", help="tabular: the id column (not a feature)")
+    s.add_argument("--label-column", help="tabular: the label column (not a feature)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
     s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     s.add_argument("--quiet", action="store_true")

@@ -78,3 +78,25 @@ def test_skip_bad_samples_writes_report(png_folder, tmp_path, capsys):
 def test_list_and_module_entry():
     out = subprocess.run([sys.executable, "-m", "omnipatch", "list"], capture_output=True, text=True, check=True).stdout
     assert "image" in out and "mae" in out and "contrastive" in out and "tiny" in out
+
+
+def test_eval_cross_validation_needs_two_per_label(tmp_path, capsys):
+    from omnipatch.api import write_embeddings
+
+    write_embeddings(tmp_path / "e.parquet", ["a", "b", "c"], [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    (tmp_path / "l.csv").write_text("id,label\na,x\nb,y\nc,y\n")
+    code, _, err = _run(["eval", "knn", "--embeddings", str(tmp_path / "e.parquet"), "--labels",
+                         str(tmp_path / "l.csv")], capsys)
+    assert code == 2 and "at least 2 samples of every label" in err
+
+
+def test_data_option_flags_reach_the_config(monkeypatch, tmp_path, capsys):
+    import omnipatch.pretrain as pt
+
+    seen = {}
+    monkeypatch.setattr(pt, "pretrain", lambda cfg, out, resume=False, quiet=False: seen.update(cfg=cfg) or
+                        {"steps": 0, "last": {}, "run_dir": str(out)})
+    code, _, err = _run(["pretrain", "--modality", "climate", "--data", "x.nc", "--out", str(tmp_path),
+                         "--variables", "tas, pr", "--levels", "500,850"], capsys)
+    assert code == 0, err
+    assert seen["cfg"].data.options == {"variables": ["tas", "pr"], "levels": [500.0, 850.0]}

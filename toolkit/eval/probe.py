@@ -52,7 +52,14 @@ def cross_val_accuracy(x, y, method: str, folds: int = 5, seed: int = 0) -> floa
     """Mean held-out accuracy over stratified folds (when no test split is given)."""
     from sklearn.model_selection import StratifiedKFold
 
+    from omnipatch.errors import OmnipatchError
+
     x, y = np.asarray(x), np.asarray(y)
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    if smallest < 2:
+        raise OmnipatchError("cross-validation needs at least 2 samples of every label; "
+                             "give --test-embeddings or more labelled samples")
+    folds = min(folds, smallest)
     accs = []
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         f = knn_accuracy if method == "knn" else linear_accuracy
