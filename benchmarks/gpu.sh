@@ -34,13 +34,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'device', torch.cuda.get_device_name(0))" 2>&1 | tee -a "$LOG"
 
 # 1. parity on the device (kernel files first: fastest signal if compilation breaks)
-step 150 "gpu parity: kernels" "$PY" -m pytest -q -x -p no:cacheprovider -m gpu \
+step 140 "gpu parity: kernels" "$PY" -m pytest -q -x -p no:cacheprovider -m gpu \
     tests/toolkit/test_masking_triton.py tests/adapters/test_point_kernels.py
-step 90 "gpu tests: everything else marked gpu" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests \
+step 80 "gpu tests: everything else marked gpu" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests \
     --ignore=tests/toolkit/test_masking_triton.py --ignore=tests/adapters/test_point_kernels.py
 
 # 2. benchmarks (JSON + markdown in benchmarks/results, summary in summary.md)
-step 240 "benchmarks: masking, points, mae_step" "$PY" -m benchmarks.run --only masking,points,mae_step \
+step 230 "benchmarks: masking, points, mae_step" "$PY" -m benchmarks.run --only masking,points,mae_step \
     ${QUICK:+--quick}
 
 echo "=== done in $(( $(date +%s) - start ))s, status $status ===" | tee -a "$LOG"
