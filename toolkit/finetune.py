@@ -1,0 +1,579 @@
+"""Fine-tuning a pretrained run on labelled data: the library behind ``omnipatch finetune``.
+
+Tasks (a head on the pretrained adapter + encoder):
+
+- ``classification``: a linear head on the pooled tokens (``OmniModel.embed``), softmax
+  cross-entropy; with ``multi_label`` several labels per sample (``"a;b"`` in the label
+  column), sigmoid + binary cross-entropy.
+- ``regression``: a linear head on the pooled tokens, MSE on standardised targets.
+- ``segmentation``: a dense per-patch head on every encoder token (grid modalities: images,
+  volumes, ...) that predicts ``prod(patch_size)`` pixels x K classes per token, reassembled
+  into ``(B, K, *S)`` logits; the label of a sample is the path of a class map (PNG / TIFF /
+  ``.npy`` / NIfTI) resized to the input with nearest-neighbour interpolation.
+
+Modes: ``linear`` (adapter and encoder frozen; features are computed once and the head
+trains on them), ``partial`` (the last ``partial_blocks`` blocks and the final norm train),
+``full``. Learning rates decay layer-wise (BEiT, Bao et al. 2022; MAE fine-tuning): block
+``i`` of ``depth`` trains at ``lr * layer_decay ** (depth - i)``, the adapter at
+``lr * layer_decay ** (depth + 1)``, the head and final norm at ``lr``.
+
+A stratified validation split (``val_fraction``) picks the best epoch (primary metric:
+accuracy, AUROC for multi-label, RMSE for regression, Dice for segmentation; ties go to the
+lower validation loss) and stops after ``patience`` epochs without improvement. ``FT_DIR``
+receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.checkpoint.save`),
+``metrics.json`` and ``history.jsonl``.
+
+Inputs with another channel count than pretraining are adapted with the rule in
+:mod:`omnipatch.inflate`. Labels come from a CSV (``id,label``) matched to the dataset's
+sample ids (exactly, else by the id before ``#``, the file name, or its stem), or from the
+manifest's ``label`` column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnipatch import checkpoint as ckpt
+from omnipatch.errors import OmnipatchError
+from omnipatch.finetune_data import LabelledData, Labels, build_labels, collate_labelled, read_labels, sample_ids
+from omnipatch.heads.task import build_head
+
+TASKS = ("classification", "regression", "segmentation")
+MODES = ("linear", "partial", "full")
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning recipe; defaults follow MAE's fine-tuning protocol scaled to small data."""
+
+    task: str = "classification"
+    mode: str = "full"
+    multi_label: bool = False  # classification with "a;b" label lists
+    partial_blocks: int = 2  # mode "partial": how many of the last blocks train
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3  # head / top-layer AdamW rate; lower layers get layer_decay powers of it
+    layer_decay: float = 0.75  # BEiT / MAE fine-tuning use 0.65-0.75
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1  # of all steps, then cosine to 1 % of lr
+    val_fraction: float = 0.2  # 0 = no validation: train every epoch, keep the last
+    patience: int = 10  # epochs without validation improvement before stopping
+    augment_strength: float = 0.0  # > 0: the modality's view augmentation on training batches
+    bf16: bool = False  # fp32: small labelled sets, exact metrics (bf16 autocast measured slower on the CPU)
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.task not in TASKS:
+            raise OmnipatchError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.mode not in MODES:
+            raise OmnipatchError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.multi_label and self.task != "classification":
+            raise OmnipatchError("multi_label needs task classification")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise OmnipatchError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise OmnipatchError("epochs, batch_size and lr must be positive")
+        if self.task == "segmentation" and self.augment_strength > 0:
+            raise OmnipatchError("augment_strength must be 0 for segmentation (views would move the pixels "
+                                 "away from their class map)")
+
+
+class FinetuneModel(nn.Module):
+    """The pretrained adapter (one modality) + encoder + a task head.
+
+    Parameter names are the pretraining checkpoint's (``adapters.<m>.*``, ``encoder.*``)
+    plus ``head.*``, so pretrained weights load by name and exports keep them.
+    """
+
+    def __init__(self, adapters: nn.ModuleDict, encoder: nn.Module, head: nn.Module, modality: str):
+        super().__init__()
+        self.adapters, self.encoder, self.head, self.modality = adapters, encoder, head, modality
+
+    def features(self, batch) -> tuple[Tensor, Tensor, tuple[int, ...] | None]:
+        """``(hidden (B, L, D), pooled (B, D), grid)`` without masking."""
+        from omnipatch.encoder import pool
+
+        t = self.adapters[self.modality].tokenize(batch)
+        hidden = self.encoder(t.tokens, t.padding_mask)
+        return hidden, pool(hidden, None if t.padding_mask is None else ~t.padding_mask), t.grid
+
+    def forward(self, batch) -> Tensor:
+        return self.head(*self.features(batch))
+
+
+# -- backbone ---------------------------------------------------------------------------------------
+def load_backbone(run_dir, dataset, modality: str | None = None, random_init: bool = False, seed: int = 0,
+                  options: dict | None = None, quiet: bool = False) -> tuple[nn.ModuleDict, nn.Module, dict]:
+    """The run's adapter and encoder with its weights (strict: no key left out), adapted to
+    the channel count of ``dataset`` when it differs (:mod:`omnipatch.inflate`).
+
+    Returns:
+        ``(adapters, encoder, model_cfg)``; ``model_cfg`` reflects any adaptation.
+    """
+    from safetensors.torch import load_file
+
+    from omnipatch.inflate import adapt_state_dict
+    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.model import OmniModel
+
+    load_builtin()
+    cfg = ckpt.load_config(run_dir)
+    if "finetune" in cfg:
+        raise OmnipatchError(f"{run_dir} is a fine-tuned checkpoint; fine-tune from the pretraining run")
+    m = modality or _modalities(cfg)[0]
+    model_cfg = cfg["model"]
+    if m not in model_cfg["adapters"]:
+        raise OmnipatchError(f"{run_dir}: no adapter for modality {m!r} (has {list(model_cfg['adapters'])})")
+    path = ckpt.find(run_dir) / "model.safetensors"
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise OmnipatchError(f"{path}: cannot read weights ({e})") from None
+    kw = model_cfg["adapters"][m]["kwargs"]
+    x = _first_sample(dataset).x
+    if "in_chans" in kw and "patch_size" in kw and x.dim() == len(kw["patch_size"]) + 1 and x.shape[0] != kw["in_chans"]:
+        spec = MODALITIES.get(m)
+        new = spec.adapter_kwargs(dataset, {**spec.options, **(options or {})})
+        state, model_cfg = adapt_state_dict(state, model_cfg, m, int(x.shape[0]), new.get("mean"), new.get("std"),
+                                            new.get("patch_size"))
+        if not quiet:
+            print(f"adapted the input projection from {kw['in_chans']} to {x.shape[0]} channels "
+                  "(omnipatch.inflate rule)", file=sys.stderr)
+    torch.manual_seed(seed)
+    model = OmniModel.from_config(model_cfg)
+    if not random_init:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise OmnipatchError(f"{path}: weights do not match the model (missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]})")
+    return nn.ModuleDict({m: model.adapters[m]}), model.encoder, model_cfg
+
+
+def _first_sample(dataset):
+    from omnipatch.batch import Sample
+
+    for i in range(min(len(dataset), 64)):
+        s = dataset[i]
+        if isinstance(s, Sample):
+            return s
+    raise OmnipatchError("none of the first samples of the data could be read")
+
+
+def set_trainable(model: FinetuneModel, mode: str, partial_blocks: int) -> None:
+    """Freeze by mode: ``linear`` head only; ``partial`` + last blocks and final norm; ``full`` all."""
+    depth = len(model.encoder.blocks)
+    if mode == "partial" and not 1 <= partial_blocks <= depth:
+        raise OmnipatchError(f"partial_blocks must be between 1 and the encoder depth {depth}, got {partial_blocks}")
+    for name, p in model.named_parameters():
+        if name.startswith("head."):
+            p.requires_grad_(True)
+        elif mode == "full":
+            p.requires_grad_(True)
+        elif mode == "partial":
+            block = _layer_id(name, depth) - 1
+            p.requires_grad_(block >= depth - partial_blocks)
+        else:
+            p.requires_grad_(False)
+
+
+def _layer_id(name: str, depth: int) -> int:
+    """0 = adapter, i + 1 = encoder block i, depth + 1 = final norm and head."""
+    if name.startswith("adapters."):
+        return 0
+    if name.startswith("encoder.blocks."):
+        return int(name.split(".")[2]) + 1
+    return depth + 1
+
+
+def layer_decay_groups(model: FinetuneModel, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: rate ``lr * layer_decay ** (depth + 1 - layer_id)``, no decay on
+    biases / norms / embeddings (ndim < 2). Frozen parameters are left out."""
+    depth = len(model.encoder.blocks)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lid, decay = _layer_id(name, depth), p.ndim >= 2
+        g = groups.setdefault((lid, decay), {"params": [], "lr": lr * layer_decay ** (depth + 1 - lid),
+                                             "weight_decay": weight_decay if decay else 0.0, "layer": lid})
+        g["params"].append(p)
+    return list(groups.values())
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def _loss(task: str, out: Tensor, y: Tensor) -> Tensor:
+    out = out.float()
+    if task == "multi":
+        return F.binary_cross_entropy_with_logits(out, y.float())
+    if task == "value":
+        return F.mse_loss(out.squeeze(-1), y.float())
+    return F.cross_entropy(out, y.long())
+
+
+def _score(labels: Labels, metrics: dict) -> float:
+    """Primary validation metric, higher is better."""
+    key = {"class": "accuracy", "multi": "auroc", "map": "dice"}.get(labels.kind)
+    v = -metrics["rmse"] if key is None else metrics[key]
+    return -math.inf if v != v else v
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+class _Runner:
+    """Forward passes over labelled data: through the whole model, or (``linear`` mode)
+    through the head on features computed once."""
+
+    def __init__(self, model: FinetuneModel, data: LabelledData, cfg: FinetuneConfig, device, augment=None):
+        self.model, self.data, self.cfg, self.device, self.augment = model, data, cfg, device, augment
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        self.cache = None
+        if cfg.mode == "linear":
+            self.cache = self._features()
+
+    @torch.no_grad()
+    def _features(self) -> dict:
+        self.model.eval()
+        hid, pooled, ys, grid, keep = [], [], [], None, []
+        for idx in _batches(len(self.data), 256, None):
+            batch, y, ok = collate_labelled([self.data[int(i)] for i in idx])
+            if batch is None:
+                continue
+            with self.autocast:
+                h, p, grid = self.model.features(batch.to(self.device))
+            if self.cfg.task == "segmentation":
+                hid.append(h.float().cpu())
+            pooled.append(p.float().cpu())
+            ys.append(y)
+            keep += [int(idx[j]) for j in ok]
+        pos = {k: i for i, k in enumerate(keep)}
+        return {"hidden": torch.cat(hid) if hid else None, "pooled": torch.cat(pooled), "y": torch.cat(ys),
+                "grid": grid, "pos": pos}
+
+    def run(self, rows: list[int], train: bool, generator=None):
+        """Yields ``(outputs, targets)`` over ``rows`` (indices into the labelled data)."""
+        for sel in _batches(len(rows), self.cfg.batch_size, generator if train else None):
+            chosen = [rows[int(i)] for i in sel]
+            if self.cache is not None:
+                c = self.cache
+                at = [c["pos"][r] for r in chosen if r in c["pos"]]
+                if not at:
+                    continue
+                at_t = torch.tensor(at)
+                hidden = None if c["hidden"] is None else c["hidden"][at_t].to(self.device)
+                with self.autocast:
+                    out = self.model.head(hidden, c["pooled"][at_t].to(self.device), c["grid"])
+                yield out, c["y"][at_t].to(self.device)
+                continue
+            batch, y, _ = collate_labelled([self.data[r] for r in chosen])
+            if batch is None:
+                continue
+            batch = batch.to(self.device)
+            if train and self.augment is not None:
+                batch = self.augment(batch, generator, self.cfg.augment_strength)
+            with self.autocast:
+                out = self.model(batch)
+            yield out, y.to(self.device)
+
+    @torch.no_grad()
+    def evaluate(self, rows: list[int]) -> tuple[float, dict]:
+        self.model.eval()
+        outs, ys = [], []
+        for out, y in self.run(rows, train=False):
+            outs.append(out.float().cpu())
+            ys.append(y.cpu())
+        if not outs:
+            raise OmnipatchError("no readable labelled sample to evaluate")
+        out, y = torch.cat(outs), torch.cat(ys)
+        return float(_loss(self.data.labels.kind, out, y)), self.data.labels.metrics(out, y)
+
+
+def _fit(model: FinetuneModel, runner: _Runner, lab: Labels, opt, sched, train_rows: list[int], val_rows: list[int],
+         cfg: FinetuneConfig, out: Path, config: dict, quiet: bool, save_every_s: float = 60.0) -> list[dict]:
+    """The epoch loop: train, validate, keep the best weights (in memory, and on disk at
+    most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
+    ``patience`` epochs without improvement. Leaves the best weights in ``model``."""
+    history, best, best_state, since, last_save = [], (-math.inf, -math.inf), None, 0, time.time()
+    (out / "history.jsonl").write_text("")
+    g = torch.Generator().manual_seed(cfg.seed)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        if cfg.mode == "linear":
+            model.adapters.eval(), model.encoder.eval()
+        tot, n = 0.0, 0
+        for logits, y in runner.run(train_rows, train=True, generator=g):
+            loss = _loss(lab.kind, logits, y)
+            if not torch.isfinite(loss):
+                raise OmnipatchError(f"non-finite loss in epoch {epoch}; lower lr or check the labels")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            tot, n = tot + float(loss.detach()) * len(y), n + len(y)
+        rec = {"epoch": epoch, "train_loss": tot / max(n, 1)}
+        key = (float(epoch), 0.0)  # without validation the last epoch is the best
+        if val_rows:
+            rec["val_loss"], vm = runner.evaluate(val_rows)
+            rec.update({f"val_{k}": v for k, v in vm.items()})
+            key = (_score(lab, vm), -rec["val_loss"])  # primary metric, then lower loss
+        with open(out / "history.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        history.append(rec)
+        if key > best:
+            best, since = key, 0
+            best_state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+            config["best_epoch"] = epoch
+            if time.time() - last_save > save_every_s:
+                ckpt.save(out, model, config)
+                last_save = time.time()
+        else:
+            since += 1
+        if not quiet:
+            print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()),
+                  file=sys.stderr)
+        if val_rows and since >= cfg.patience:
+            break
+    model.load_state_dict(best_state, strict=False)
+    return history
+
+
+def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None, *, options: dict | None = None,
+             on_bad_sample: str = "raise", random_init: bool = False, test_data=None, test_labels=None,
+             modality: str | None = None, quiet: bool = False) -> dict:
+    """Fine-tune the run in ``run_dir`` on ``data`` and write ``out`` (see the module docs).
+
+    Args:
+        run_dir: a pretraining run (``omnipatch pretrain --out``).
+        data: folder / glob / manifest / list of paths, or an already opened dataset.
+        out: the fine-tuning directory ``FT_DIR``.
+        labels: ``LABELS.csv`` path, a ``{sample id: label}`` dict, or None for the
+            manifest's label column. Samples without a label are not used.
+        cfg: the recipe (:class:`FinetuneConfig`).
+        options: dataset options overriding the pretraining ones (e.g. ``channels``).
+        random_init: same architecture, untrained (the "from scratch" baseline).
+        test_data, test_labels: optional held-out set scored with the best weights.
+        modality: which modality of a paired run (default: its first).
+    Returns:
+        The content of ``metrics.json``.
+    """
+    from omnipatch.data import CachedDataset
+    from omnipatch.engine import lr_lambda, resolve_device
+
+    cfg = cfg or FinetuneConfig()
+    cfg.check()
+    t0 = time.time()
+    pre_cfg = ckpt.load_config(run_dir)
+    m = modality or _modalities(pre_cfg)[0]
+    dataset, spec, opts = open_for(pre_cfg, data, options, on_bad_sample, m)
+    lab = build_labels(dataset, labels, cfg.task, cfg.multi_label, base_dir=_source_dir(data))
+    adapters, encoder, model_cfg = load_backbone(run_dir, dataset, m, random_init, cfg.seed, opts, quiet)
+    head_spec = lab.head_spec(m, encoder.cfg.dim, adapters[m])
+    torch.manual_seed(cfg.seed)
+    model = FinetuneModel(adapters, encoder, build_head(head_spec), m)
+    set_trainable(model, cfg.mode, cfg.partial_blocks)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if not isinstance(dataset, CachedDataset):
+        dataset = CachedDataset(dataset)
+    labelled = LabelledData(dataset, lab)
+    train_rows, val_rows = lab.split(cfg.val_fraction, cfg.seed)
+    lab.fit_scaler(train_rows)
+    augment = spec.augment if cfg.augment_strength > 0 else None
+    runner = _Runner(model, labelled, cfg, device, augment)
+
+    opt = torch.optim.AdamW(layer_decay_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999))
+    steps = cfg.epochs * math.ceil(len(train_rows) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, max(1, int(cfg.warmup_fraction * steps)), 0.01))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"finetune": asdict(cfg), "head": head_spec, "classes": lab.classes, "target_scale": lab.scale,
+              "model": model_cfg, "modality": m,
+              "run": {**pre_cfg["run"], "data": {**pre_cfg["run"]["data"], "modality": m, "options": opts}},
+              "pretrained_from": str(run_dir), "random_init": random_init}
+    history = _fit(model, runner, lab, opt, sched, train_rows, val_rows, cfg, out, config, quiet)
+    ckpt.save(out, model, config)  # the best weights, now in the model
+    result = {"task": cfg.task if not cfg.multi_label else "classification (multi-label)", "mode": cfg.mode,
+              "random_init": random_init, "n_train": len(train_rows), "n_val": len(val_rows),
+              "best_epoch": config["best_epoch"], "epochs_run": len(history), "seconds": round(time.time() - t0, 1),
+              "train": runner.evaluate(train_rows)[1]}
+    if val_rows:
+        result["val_loss"], result["val"] = runner.evaluate(val_rows)
+    if test_data is not None:
+        result["test"] = load_finetuned(out, device=str(device)).evaluate(test_data, test_labels,
+                                                                          on_bad_sample=on_bad_sample)
+    result["checkpoint"] = str(out / ckpt.CKPT)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _modalities(cfg: dict) -> list[str]:
+    return [m.strip() for m in cfg["modality"].split(",") if m.strip()]
+
+
+def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "raise", modality: str | None = None):
+    """``(dataset, spec, options)``: ``data`` opened with the run's dataset options (of
+    ``modality`` in a paired run) updated by ``options``; a dataset is returned as is."""
+    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.pretrain import open_data
+
+    load_builtin()
+    names = _modalities(run_cfg)
+    m = modality or names[0]
+    if m not in names:
+        raise OmnipatchError(f"the run was trained on {', '.join(names)}, not {m!r}")
+    spec = MODALITIES.get(m)
+    run_opts = run_cfg["run"]["data"].get("options", {})
+    opts = {**(run_opts.get(m, {}) if len(names) > 1 else run_opts), **(options or {})}
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, list, tuple)):
+        return data, spec, opts
+    return open_data(spec, data, opts, on_bad_sample), spec, opts
+
+
+def _source_dir(data) -> Path | None:
+    """Folder of a manifest ``SRC`` (class-map paths in its label column are relative to it)."""
+    return Path(data).parent if isinstance(data, (str, Path)) and Path(data).is_file() else None
+
+
+# -- using a fine-tuned model -----------------------------------------------------------------------
+@dataclass
+class Finetuned:
+    """A loaded fine-tuning directory: ``predict`` and ``evaluate`` new data."""
+
+    model: FinetuneModel
+    config: dict
+    labels: Labels = field(repr=False)
+
+    def open(self, source, on_bad_sample: str = "raise"):
+        return open_for(self.config, source, None, on_bad_sample)[0]
+
+    @torch.no_grad()
+    def predict(self, data, batch_size: int = 256, on_bad_sample: str = "raise") -> tuple[list[str], np.ndarray]:
+        """Ids and predictions: class probabilities ``(N, K)``, values ``(N,)``, or class
+        maps ``(N, *S)`` (indices into ``config["classes"]``)."""
+        from omnipatch.data import eval_loader
+
+        ds = self.open(data, on_bad_sample)
+        device = next(self.model.parameters()).device
+        ids, outs = [], []
+        for batch, _bad in eval_loader(ds, batch_size):
+            if batch is not None:
+                outs.append(self.labels.decode(self.model.eval()(batch.to(device)).float().cpu()))
+                ids += batch.ids
+        if not outs:
+            raise OmnipatchError("no readable samples to predict")
+        return ids, np.concatenate(outs)
+
+    @torch.no_grad()
+    def evaluate(self, data, labels=None, batch_size: int = 256, on_bad_sample: str = "raise") -> dict:
+        """Metrics of the fine-tuned model on labelled ``data`` (labels as in :func:`finetune`)."""
+        ds = self.open(data, on_bad_sample)
+        lab = build_labels(ds, labels, self.labels.task, self.labels.kind == "multi", known=self.labels,
+                           base_dir=_source_dir(data))
+        cfg = FinetuneConfig(**{**self.config["finetune"], "mode": "full", "batch_size": batch_size})
+        device = next(self.model.parameters()).device
+        runner = _Runner(self.model, LabelledData(ds, lab), cfg, device)
+        return runner.evaluate(list(range(len(lab.rows))))[1]
+
+
+def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
+    """Load ``FT_DIR`` written by :func:`finetune` (strict: every weight must match)."""
+    from omnipatch.engine import resolve_device
+    from omnipatch.modality import load_builtin
+    from omnipatch.model import OmniModel
+
+    load_builtin()
+    cfg = ckpt.load_config(ft_dir)
+    if "finetune" not in cfg:
+        raise OmnipatchError(f"{ft_dir}: not a fine-tuning directory (no 'finetune' section in its config)")
+    m = cfg["modality"]
+    base = OmniModel.from_config(cfg["model"])
+    model = FinetuneModel(nn.ModuleDict({m: base.adapters[m]}), base.encoder, build_head(cfg["head"]), m)
+    ckpt.load_weights(ft_dir, model)
+    labels = Labels.from_config(cfg)
+    return Finetuned(model.to(resolve_device(device)).eval(), cfg, labels)
+
+
+# -- command line -----------------------------------------------------------------------------------
+def _parse_options(items: list[str] | None) -> dict:
+    out = {}
+    for kv in items or []:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise OmnipatchError(f"--option expects key=value, got {kv!r}")
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def _command(a) -> None:
+    cfg = FinetuneConfig(task=a.task, mode=a.mode, multi_label=a.multi_label, seed=a.seed, device=a.device)
+    for name in ("epochs", "batch_size", "lr", "layer_decay", "partial_blocks", "val_fraction", "patience",
+                 "weight_decay", "augment_strength"):
+        if getattr(a, name) is not None:
+            setattr(cfg, name, getattr(a, name))
+    res = finetune(a.checkpoint, a.data, a.out, a.labels, cfg, options=_parse_options(a.option),
+                   on_bad_sample=a.on_bad_sample, random_init=a.random_init,
+                   test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
+                   quiet=a.quiet or a.json)
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"fine-tuned ({res['task']}, {res['mode']}) on {res['n_train']} samples, validated on {res['n_val']}; "
+          f"best epoch {res['best_epoch']} of {res['epochs_run']} ({res['seconds']} s)")
+    for split in ("train", "val", "test"):
+        if split in res:
+            print(f"  {split:<5} " + "  ".join(f"{k} {v:.4f}" for k, v in res[split].items()))
+    print(f"checkpoint: {res['checkpoint']}\nmetrics:    {Path(a.out) / 'metrics.json'}")
+
+
+def add_commands(sub) -> None:
+    """Add ``omnipatch finetune`` to the CLI's subparsers."""
+    s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
+    s.add_argument("--checkpoint", required=True, help="pretraining run directory")
+    s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
+    s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
+    s.add_argument("--task", choices=TASKS, default="classification")
+    s.add_argument("--mode", choices=MODES, default="full")
+    s.add_argument("--out", required=True, help="fine-tuning directory")
+    s.add_argument("--multi-label", action="store_true", help="labels are ';'-separated lists")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--layer-decay", type=float)
+    s.add_argument("--weight-decay", type=float)
+    s.add_argument("--partial-blocks", type=int, help="mode partial: how many of the last blocks train")
+    s.add_argument("--val-fraction", type=float)
+    s.add_argument("--patience", type=int)
+    s.add_argument("--augment-strength", type=float)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (e.g. channels=4)")
+    s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
+    s.add_argument("--test-data", help="held-out data scored with the best weights")
+    s.add_argument("--test-labels", help="labels of --test-data (default: --labels)")
+    s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
+    s.add_argument("--json", action="store_true", help="print metrics.json only")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_command)
+
+
+__all__ = ["FinetuneConfig", "finetune", "load_finetuned", "Finetuned", "FinetuneModel", "build_head",
+           "load_backbone", "layer_decay_groups", "set_trainable", "read_labels", "sample_ids", "add_commands"]
