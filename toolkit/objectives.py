@@ -123,9 +123,8 @@ class _Projected(Objective):
     def project(self, views: list[View]) -> Tensor:
         if len(views) < self.n_views:
             raise OmnipatchError(f"{type(self).__name__} needs {self.n_views} views per batch, got {len(views)}")
-        vs = views[: self.n_views]
-        z = self.projector(torch.cat([v.pooled.float() for v in vs]))  # one BatchNorm pass over all views
-        return z.reshape(len(vs), vs[0].pooled.shape[0], -1)
+        # one projector pass per view, as the papers do: BatchNorm statistics stay per view
+        return torch.stack([self.projector(v.pooled.float()) for v in views[: self.n_views]])
 
 
 @OBJECTIVES.register("clip", "symmetric InfoNCE across two views/modalities, learnable temperature (CLIP)")
@@ -152,13 +151,15 @@ class BarlowTwinsObjective(_Projected):
     """Barlow Twins on projections of two views; logs ``barlow_inv`` and ``barlow_red``.
 
     Args:
-        lambda_param: redundancy weight; None = ``1 / proj_dim`` (the paper's 5e-3 is for 8192).
-        proj_hidden, proj_dim: projector widths (Barlow Twins likes wide projectors).
+        lambda_param: redundancy weight (paper: 5e-3).
+        proj_hidden, proj_dim: projector widths. Barlow Twins wants wide projectors (paper:
+            8192). Measured on the digits (examples/objectives.py, 100 steps, kNN): 1024 wide
+            with lambda 5e-3 0.75; 256 wide 0.62-0.65; 2048 wide 0.68.
     """
 
-    def __init__(self, enc_dim: int, lambda_param: float | None = None, proj_hidden: int = 512, proj_dim: int = 256):
+    def __init__(self, enc_dim: int, lambda_param: float = 5e-3, proj_hidden: int = 1024, proj_dim: int = 1024):
         super().__init__(enc_dim, proj_hidden, proj_dim)
-        self.loss = BarlowTwinsLoss(1.0 / proj_dim if lambda_param is None else lambda_param)
+        self.loss = BarlowTwinsLoss(lambda_param)
 
     def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
         z = self.project(views)
@@ -173,11 +174,12 @@ class VICRegObjective(_Projected):
 
     Args:
         lambda_param, mu_param, nu_param: term weights (paper: 25, 25, 1).
-        proj_hidden, proj_dim: projector widths.
+        proj_hidden, proj_dim: projector widths (paper: 8192). Measured on the digits
+            (examples/objectives.py, 100 steps, kNN): 1024 wide 0.86, 256 wide 0.80.
     """
 
     def __init__(self, enc_dim: int, lambda_param: float = 25.0, mu_param: float = 25.0, nu_param: float = 1.0,
-                 proj_hidden: int = 512, proj_dim: int = 256):
+                 proj_hidden: int = 1024, proj_dim: int = 1024):
         super().__init__(enc_dim, proj_hidden, proj_dim)
         self.loss = VICRegLoss(lambda_param, mu_param, nu_param)
 
