@@ -16,7 +16,7 @@ from omnipatch.batch import Batch
 from omnipatch.encoder import Encoder, EncoderConfig, pool
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig, MAEDecoder
-from omnipatch.masking import MaskResult, MaskSpec, gather_tokens, make_mask, random_mask
+from omnipatch.masking import MaskResult, MaskSpec, mask_tokens, random_mask
 from omnipatch.modality import ADAPTERS
 from omnipatch.objectives import OBJECTIVES, View
 from omnipatch.tokens import PatchTokens
@@ -64,8 +64,8 @@ class OmniModel(nn.Module):
     def encode_view(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> View:
         """Tokenize, mask (``self.masks[modality]``) and encode the visible tokens."""
         tokens = self.adapters[modality].tokenize(batch)
-        mask = make_mask(tokens, self.masks.get(modality, MaskSpec()), generator)
-        latent = self.encoder(gather_tokens(tokens.tokens, mask.idx_keep), ~mask.keep_valid)
+        visible, mask = mask_tokens(tokens, self.masks.get(modality, MaskSpec()), generator)  # fused on CUDA
+        latent = self.encoder(visible, ~mask.keep_valid)
         return View(tokens, mask, latent, pool(latent, mask.keep_valid), batch.labels)
 
     def decode(self, view: View) -> Tensor:

@@ -39,8 +39,9 @@ class MAEDecoder(nn.Module):
 
     def forward(self, latent: Tensor, mask: MaskResult, pos: Tensor, padding_mask: Tensor | None) -> Tensor:
         """``latent (B, K, De)`` for ``mask.idx_keep``; ``pos (1|B, L, De)`` -> ``(B, L, Dd)``."""
-        x = unshuffle(self.embed(latent), self.mask_token, mask)
-        x = x + self.pos_proj(pos.to(x.dtype))
+        h = self.embed(latent)
+        # scatter to full order, mask token elsewhere and + decoder positions in one write
+        x = unshuffle(h, self.mask_token, mask, pos=self.pos_proj(pos.to(h.dtype)))
         for blk in self.blocks:
             x = blk(x, padding_mask)
         return self.norm(x)
