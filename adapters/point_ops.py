@@ -10,8 +10,9 @@ plain tensors with documented shapes, has no Python loop over points (FPS loops 
 from __future__ import annotations
 
 import torch
-from omnipatch.masking.reference import MaskResult, budget, select
 from torch import Tensor
+
+from omnipatch.masking.reference import MaskResult, budget, select
 
 
 def farthest_point_sample(xyz: Tensor, n: int, valid: Tensor | None = None,

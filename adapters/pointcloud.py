@@ -15,6 +15,8 @@ groups of a cloud with fewer than ``k`` points repeat the nearest point.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from omnipatch.adapter import ModalityAdapter
 from omnipatch.adapters.point_ops import (
     chamfer_l2,
@@ -28,7 +30,6 @@ from omnipatch.errors import OmnipatchError
 from omnipatch.masking import MASKS, MaskResult, MaskSpec
 from omnipatch.modality import ADAPTERS
 from omnipatch.tokens import PatchTokens
-from torch import Tensor, nn
 
 
 @MASKS.register("spatial_block", "hide the tokens nearest a random token in space (Point-MAE block)")
@@ -39,9 +40,11 @@ def _spatial_block(t: PatchTokens, spec: MaskSpec, g) -> MaskResult:
 
 
 class MiniPointNet(nn.Module):
-    """Point-MAE's group encoder (two shared point-wise MLPs with max-pooling, the first
-    pooled feature concatenated back to every point), LayerNorm in place of BatchNorm so a
-    token never depends on the rest of the batch.
+    """Point-MAE's group encoder: a shared point-wise MLP, max-pooled; the pooled feature is
+    concatenated back to every point for a second shared MLP, max-pooled again, then
+    projected to the token width. LayerNorm in place of BatchNorm (a token never depends on
+    the rest of the batch); the last projection after the pooling keeps the per-point work
+    at ``2 * hidden`` channels (CPU-friendly; Point-MAE projects before pooling).
 
     ``(B, G, k, C)`` -> ``(B, G, D)``.
     """
@@ -50,14 +53,15 @@ class MiniPointNet(nn.Module):
         super().__init__()
         self.first = nn.Sequential(nn.Linear(in_chans, hidden), nn.LayerNorm(hidden), nn.GELU(),
                                    nn.Linear(hidden, 2 * hidden))
-        self.second = nn.Sequential(nn.Linear(4 * hidden, 4 * hidden), nn.LayerNorm(4 * hidden), nn.GELU(),
-                                    nn.Linear(4 * hidden, dim))
+        self.second = nn.Sequential(nn.Linear(4 * hidden, 2 * hidden), nn.LayerNorm(2 * hidden), nn.GELU(),
+                                    nn.Linear(2 * hidden, 2 * hidden))
+        self.out = nn.Linear(2 * hidden, dim)
 
     def forward(self, groups: Tensor) -> Tensor:
         h = self.first(groups)  # (B, G, k, 2h)
         pooled = h.max(dim=2, keepdim=True).values.expand_as(h)
-        h = self.second(torch.cat([pooled, h], -1))  # (B, G, k, D)
-        return h.max(dim=2).values
+        h = self.second(torch.cat([pooled, h], -1))  # (B, G, k, 2h)
+        return self.out(h.max(dim=2).values)  # (B, G, D)
 
 
 @ADAPTERS.register("pointcloud", "farthest-point groups + kNN neighbourhoods, mini-PointNet (Point-MAE)")

@@ -22,13 +22,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from omnipatch.adapter import ModalityAdapter
 from omnipatch.batch import Batch
 from omnipatch.errors import OmnipatchError
 from omnipatch.modalities.tabular import CATEGORICAL, NUMERIC, category_code
 from omnipatch.modality import ADAPTERS
 from omnipatch.tokens import PatchTokens
-from torch import Tensor, nn
 
 _CODE_BITS = 48  # category codes are < 2**48 (exact in float64); the column goes above
 

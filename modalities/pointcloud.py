@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.base import FileDataset
@@ -339,7 +340,8 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
 def _adapter_kwargs(dataset: PointCloudDataset, options: dict) -> dict:
     mean, std = extra_stats(dataset)
     return {"in_chans": dataset.channels, "num_groups": int(options.get("num_groups", 64)),
-            "group_size": int(options.get("group_size", 32)), "mean": mean, "std": std}
+            "group_size": int(options.get("group_size", 32)), "hidden": int(options.get("point_hidden", 64)),
+            "mean": mean, "std": std}
 
 
 def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None, min_points: int = 1,
@@ -357,6 +359,6 @@ SPEC = ModalitySpec(
     augment=augment,
     default_mask="random",
     options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
-             "num_groups": 64, "group_size": 32},
+             "num_groups": 64, "group_size": 32, "point_hidden": 64},
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
-from torch.utils.data import Dataset
 
 EXTENSIONS = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".parquet", ".pq")
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -162,10 +163,15 @@ class TableDataset(Dataset):
                     self.problems.setdefault(int(i), f"column {c!r}: {col.iloc[i]!r} is not a finite number")
                 miss = miss | np.isnan(vals)
                 x[:, j] = np.where(miss | bad, 0.0, vals)
-            else:
-                texts = [None if m else category_text(v) for v, m in zip(col.tolist(), miss)]
-                x[:, j] = [0.0 if t is None else float(category_code(t)) for t in texts]
-                self.vocab_counts[c] = Counter(t for t in texts if t is not None)
+            else:  # hash each distinct value once, not each cell
+                inverse, uniques = pd.factorize(col, use_na_sentinel=True)
+                texts = [category_text(u) for u in uniques]
+                codes = np.array([float(category_code(t)) for t in texts] + [0.0])
+                x[:, j] = codes[inverse]  # the sentinel -1 (missing) picks the trailing 0.0
+                counts = np.bincount(inverse[inverse >= 0], minlength=len(texts))
+                self.vocab_counts[c] = Counter()
+                for t, k in zip(texts, counts):  # distinct values may share a text (3 and 3.0)
+                    self.vocab_counts[c][t] += int(k)
             missing[:, j] = miss
         for i in np.flatnonzero(missing.all(1)):
             self.problems.setdefault(int(i), "every feature is missing")

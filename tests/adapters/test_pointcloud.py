@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 import torch
+
 from omnipatch.adapters import PointCloudAdapter
 from omnipatch.adapters.point_ops import chamfer_l2, farthest_point_sample, knn, spatial_block_mask
 from omnipatch.batch import Batch, Sample, collate
 from omnipatch.errors import OmnipatchError
 from omnipatch.masking import MaskSpec, make_mask
-
 from tests.adapters.contract import DIM, AdapterContract
 
 

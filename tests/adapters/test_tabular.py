@@ -1,10 +1,10 @@
 import pytest
 import torch
+
 from omnipatch.adapters import TabularAdapter
 from omnipatch.batch import Batch
 from omnipatch.errors import OmnipatchError
 from omnipatch.modalities.tabular import category_code
-
 from tests.adapters.contract import DIM, AdapterContract
 
 COLUMNS = ["age", "colour", "height", "size"]

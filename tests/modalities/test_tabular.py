@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from omnipatch.batch import Batch, Sample, collate
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.base import Skipped

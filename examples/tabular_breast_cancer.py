@@ -1,0 +1,148 @@
+"""Tabular pretraining on a real table with 30 % of its cells missing, end to end via the CLI.
+
+Data: scikit-learn's bundled Wisconsin diagnostic breast-cancer table (569 patients, 30
+numeric measurements of cell nuclei, malignant / benign). 30 % of the feature cells are
+removed at random (seeded) and the table is split 75 / 25, stratified, into ``train.csv`` and
+``test.csv`` (columns ``id``, ``label``, then the 30 features; a removed cell is an empty
+field). Pretraining sees only ``train.csv`` and never its labels; missing cells are padding
+tokens, never imputed.
+
+Probe: logistic regression (``omnipatch eval linear``: standardised features, C by 3-fold
+CV on the training split) and kNN on frozen embeddings of the held-out rows, for the
+pretrained encoder and the same architecture at random init. Reference: the same logistic
+regression on the raw features with each missing cell replaced by its training-column mean.
+
+Run (about 5 minutes on 2 busy CPU cores; the CLI commands it runs are printed)::
+
+    .venv/bin/python examples/tabular_breast_cancer.py [--steps 300] [--out runs/tabular]
+
+which runs, in short::
+
+    omnipatch pretrain --modality tabular --data train.csv --out run \\
+        --set data.options.id_column=id --set data.options.label_column=label \\
+        --objective mae+contrastive --preset micro --steps 300 --batch-size 64 ...
+    omnipatch embed --checkpoint run --data train.csv --out emb_train.parquet   (and test)
+    omnipatch eval linear --embeddings emb_train.parquet --test-embeddings emb_test.parquet \\
+        --labels labels.csv
+
+and prints (measured on a shared 2-core CPU; README "Results" has the numbers)::
+
+    pretraining: 300 steps in ... s; masked reconstruction loss 1.2... -> 0.6...
+    held-out rows (143), 30 % of cells missing     linear    kNN
+      logistic regression, mean-imputed raw         0.930      -
+      pretrained encoder                            0.9..   0.9..
+      random-init encoder                           0.90.   0.84.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def write_table(root: Path, missing: float = 0.3, seed: int = 0) -> dict[str, Path]:
+    """``train.csv`` / ``test.csv`` (id, label, 30 features with blanks) and ``labels.csv``."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    d = load_breast_cancer(as_frame=True)
+    df = d.data.copy()
+    rng = np.random.default_rng(seed)
+    df = df.mask(rng.random(df.shape) < missing)  # NaN -> an empty CSV field
+    names = np.asarray(d.target_names)[d.target.to_numpy()]
+    df.insert(0, "label", names)
+    df.insert(0, "id", [f"patient_{i:03d}" for i in range(len(df))])
+    tr, te = train_test_split(np.arange(len(df)), test_size=0.25, stratify=names, random_state=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {"train": root / "train.csv", "test": root / "test.csv", "labels": root / "labels.csv"}
+    df.iloc[tr].to_csv(paths["train"], index=False)
+    df.iloc[te].to_csv(paths["test"], index=False)
+    df[["id", "label"]].to_csv(paths["labels"], index=False)
+    return paths
+
+
+def baseline(paths: dict[str, Path]) -> float:
+    """Logistic regression on mean-imputed raw features (means of the training split)."""
+    import pandas as pd
+    from sklearn.impute import SimpleImputer
+
+    from omnipatch.eval import linear_accuracy
+
+    tr, te = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
+    feats = [c for c in tr.columns if c not in ("id", "label")]
+    imp = SimpleImputer(strategy="mean").fit(tr[feats])
+    return linear_accuracy(imp.transform(tr[feats]), tr["label"], imp.transform(te[feats]), te["label"])
+
+
+def cli(*args: str, quiet: bool = False) -> str:
+    from omnipatch.cli import main
+
+    buf = io.StringIO()
+    if not quiet:
+        print("$ omnipatch " + " ".join(args), flush=True)
+    with contextlib.redirect_stdout(buf):
+        code = main(list(args))
+    if not quiet:
+        print(buf.getvalue(), end="", flush=True)
+    if code != 0:
+        raise SystemExit(f"omnipatch {args[0]} failed")
+    return buf.getvalue()
+
+
+def run(out: Path, steps: int) -> dict:
+    from omnipatch.engine import read_metrics
+
+    t0 = time.time()
+    paths = write_table(out / "data")
+    run_dir = out / "run"
+    sets = ["data.options.id_column=id", "data.options.label_column=label", "model.mask_ratio=0.5",
+            "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 20)}", "train.log_every=10",
+            f"train.checkpoint_every={steps}"]
+    cli("pretrain", "--modality", "tabular", "--data", str(paths["train"]), "--out", str(run_dir),
+        "--objective", "mae+contrastive", "--preset", "micro", "--steps", str(steps), "--batch-size", "64",
+        "--quiet", *[a for s in sets for a in ("--set", s)])
+    t_train = time.time() - t0
+    res = {}
+    for name, flag in (("pretrained encoder", []), ("random-init encoder", ["--random-init"])):
+        tag = name.split("-")[0].split()[0]
+        for split in ("train", "test"):
+            cli("embed", "--checkpoint", str(run_dir), "--data", str(paths[split]),
+                "--out", str(out / f"emb_{tag}_{split}.parquet"), *flag, quiet=True)
+        res[name] = {}
+        for k in ("linear", "knn"):
+            txt = cli("eval", k, "--embeddings", str(out / f"emb_{tag}_train.parquet"), "--test-embeddings",
+                      str(out / f"emb_{tag}_test.parquet"), "--labels", str(paths["labels"]), "--json",
+                      "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
+            res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
+    base = baseline(paths)
+    recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
+    first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
+    n_test = sum(1 for _ in csv.reader(open(paths["test"]))) - 1
+    print(f"\npretraining: {steps} steps in {t_train:.0f} s; masked reconstruction loss {first:.4f} -> {last:.4f}")
+    print(f"held-out rows ({n_test}), 30 % of cells missing     linear    kNN")
+    print(f"  {'logistic regression, mean-imputed raw':<40} {base:>7.3f}      -")
+    for name, r in res.items():
+        print(f"  {name:<40} {r['linear']:>7.3f}  {r['knn']:>5.3f}")
+    result = {"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first, "mae_last": last,
+              "baseline_mean_imputed_logreg": base, **res}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--out", default="runs/tabular")
+    a = p.parse_args()
+    run(Path(a.out), a.steps)
+
+
+if __name__ == "__main__":
+    main()
