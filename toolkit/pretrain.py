@@ -90,6 +90,8 @@ def open_run_data(cfg: Config):
 def open_stream(cfg: Config, spec: ModalitySpec):
     """A :class:`~omnipatch.shards.ShardStream` over tar shards, plus a small extracted probe
     data set (first 256 samples) from which the adapter infers shapes and statistics."""
+    import atexit
+    import shutil
     import tempfile
 
     from omnipatch.modalities.base import stream_reader
@@ -99,6 +101,7 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     options = {k: v for k, v in cfg.data.options.items() if k != "shuffle_buffer"}
     factory = lambda paths: open_data(spec, paths, options, cfg.data.on_bad_sample)
     probe_dir = tempfile.mkdtemp(prefix="omnipatch-probe-")
+    atexit.register(shutil.rmtree, probe_dir, True)  # the probe files live as long as the run
     first = extract_first(shards, 256, probe_dir)
     if not first:
         raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
