@@ -312,10 +312,12 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
 
     1. random time crop of 60-100 % of the window, resampled back to T frames (crop + time
        stretch; the crop always overlaps the clip's sound, never only its padding);
-    2. SpecAugment (Park et al., 2019): two time masks (up to 10 % of T each) and two
+    2. a frequency warp by a factor in [1/1.15, 1.15] (vocal tract length perturbation,
+       Jaitly & Hinton, 2013, applied to the mel axis): other speakers, same words;
+    3. SpecAugment (Park et al., 2019): two time masks (up to 10 % of T each) and two
        frequency masks (up to 15 % of F), filled with the clip's mean;
-    3. gain of +-6 dB;
-    4. additive white noise 20-60 dB below the clip's peak (added in the power domain).
+    4. gain of +-6 dB;
+    5. additive white noise 20-60 dB below the clip's peak (added in the power domain).
     ``x_mask`` follows the crop. All magnitudes scale with ``strength``.
     """
     x = batch.x.float()
@@ -334,7 +336,15 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     take = lambda i: x.gather(1, i[:, :, None, None].expand(B, T, C, F))
     x = take(i0) * (1 - w) + take(i1) * w
     mask = mask.gather(1, pos.round().long().clamp(0, T - 1))
-    # 2. SpecAugment with the per-clip, per-channel mean as fill
+    # 2. frequency warp (VTLP-like): band f takes band f / alpha, alpha in [0.87, 1.15]
+    alpha = torch.exp((r(B) * 2 - 1) * math.log(1.15) * strength)
+    fpos = (torch.arange(F, device=dev)[None] / alpha[:, None]).clamp(max=F - 1)  # (B, F)
+    f0 = fpos.floor().long()
+    f1 = (f0 + 1).clamp(max=F - 1)
+    fw = (fpos - f0)[:, None, None, :]
+    along_f = lambda i: x.gather(3, i[:, None, None, :].expand(B, T, C, F))
+    x = along_f(f0) * (1 - fw) + along_f(f1) * fw
+    # 3. SpecAugment with the per-clip, per-channel mean as fill
     keep = (~mask).float()[:, :, None, None]
     fill = (x * keep).sum((1, 3), keepdim=True) / (keep.sum(1, keepdim=True) * F).clamp_min(1)
     hide = torch.zeros(B, T, 1, F, dtype=torch.bool, device=dev)
@@ -345,7 +355,7 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
             start = r(B, 1) * (size - width)
             hide |= ((ar >= start) & (ar < start + width)).view(view)
     x = torch.where(hide, fill, x)
-    # 3. gain, 4. noise (power domain: 10 log10(10^(x/10) + 10^(n/10)))
+    # 4. gain, 5. noise (power domain: 10 log10(10^(x/10) + 10^(n/10)))
     x = x + ((r(B) * 2 - 1) * 6.0 * strength)[:, None, None, None]
     peak = x.masked_fill(~keep.bool(), -1e4).amax((1, 2, 3), keepdim=True)
     snr = 60.0 - 40.0 * strength * r(B, 1, 1, 1)
