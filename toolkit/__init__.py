@@ -13,6 +13,17 @@ from omnipatch.tokens import PatchTokens
 __version__ = "0.1.0"
 
 
+def _hf_hook() -> None:
+    # transformers.AutoModel.from_pretrained(dir) works once omnipatch is imported; the hook
+    # registers the model classes only when transformers itself gets imported (stays light)
+    from omnipatch.export import install_import_hook
+
+    install_import_hook()
+
+
+_hf_hook()
+
+
 def load(run_dir, device: str = "auto", random_init: bool = False):
     """Load a pretrained run: ``omnipatch.load(RUN_DIR).embed(paths_or_tensor)``."""
     from omnipatch.api import load as _load
