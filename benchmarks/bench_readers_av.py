@@ -17,6 +17,10 @@ are measured too. Each contender produces the same thing, measured in alternatio
   plain: PyAV decodes every frame of the file once, converts each to RGB, then the same 4
   clips are cut and resized with torch -- decode-all per file.
 
+Our audio reader runs its torch ops on one thread (see ``omnipatch.modalities.audio.one_thread``);
+run with ``OMP_NUM_THREADS=1`` to give the plain loop the same footing (on a busy machine
+its two intra-op threads are otherwise 10x slower, which would flatter us).
+
 Output: a markdown table (ratio = plain seconds / our seconds: > 1 means ours is faster) and
 ``benchmarks/results/bench_readers_av.json``.
 """
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -171,7 +174,6 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="audio/video reader throughput vs a plain loop")
     ap.add_argument("--quick", action="store_true", help="fewer, shorter files and repeats")
     a = ap.parse_args(argv)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     rows = run(a.quick)
     for r in rows:
         r["diff"] = next((f"{r[k]:.2g} {k.rsplit('_', 1)[1]}" for k in ("max_abs_diff_db", "max_abs_diff_px")

@@ -20,8 +20,15 @@ embeddings of those clips and tested on the held-out 25 %, for the pretrained en
 for the same architecture at random initialisation (``omnipatch.api.load(random_init=True)``).
 
 Prints: the masked reconstruction loss (first -> last logged step) and the probe table.
-Result measured on a shared 2-core CPU (numbers in the README, "Results"): the pretrained
-encoder beats random init on both probes; see the report printed at the end.
+Result measured on the shared 2-core CPU (``OMP_NUM_THREADS=1``; 700 steps in 108 s, ~100
+CPU seconds for the whole script including synthesis and probes)::
+
+    pretraining: 700 steps in 108 s; masked reconstruction loss 1.0491 -> 0.1956
+
+    held-out accuracy (188 clips, 10 digits)   kNN (k=20)   linear probe
+      pretrained                                 0.500          0.968
+      random init                                0.399          0.910
+      pretrained - random                       +0.101         +0.059
 """
 
 from __future__ import annotations
