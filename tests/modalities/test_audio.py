@@ -44,6 +44,7 @@ def wav_dir(tmp_path):
 def test_formats_rates_and_channels_give_the_same_spectrogram(wav_dir):
     ds = AudioDataset(wav_dir, sample_rate=16000, seconds=1.0, n_mels=32)
     assert [e.path.rsplit("/", 1)[1] for e in ds.entries] == ["a.wav", "b.flac", "c.ogg"]
+    assert len(AudioDataset(str(wav_dir / "*.fl*"))) == 1  # a glob
     samples = [ds[i] for i in range(3)]
     for s in samples:
         assert s.x.shape == (100, 1, 32) and s.x_mask.shape == (100,) and not s.x_mask.any()

@@ -103,6 +103,7 @@ def test_frame_folders_natural_order_and_nesting(tmp_path):
     write_video(tmp_path / "clips" / "c.webm", codec="libvpx")
     entries = resolve_videos(tmp_path / "clips")
     assert [e.path.rsplit("/", 1)[1] for e in entries] == ["a", "b", "c.webm"]
+    assert [e.path.rsplit("/", 1)[1] for e in resolve_videos(str(tmp_path / "clips" / "*"))] == ["a", "b", "c.webm"]
     ds = VideoDataset(tmp_path / "clips" / "a", frames=6, stride=2, size=8, channels=1)
     assert len(ds) == 1 and frame_numbers(ds[0].x) == [0, 2, 4, 6, 8, 10]  # frame10 after frame9
     both = VideoDataset(tmp_path / "clips", frames=4, stride=1, size=8)
