@@ -5,7 +5,9 @@ A row ``x (B, F)`` (numeric values and categorical codes, see
 :mod:`omnipatch.modalities.tabular`) becomes ``F`` tokens:
 
 - numeric column j: ``z * w_j + b_j`` with ``z`` the value standardised by the column's
-  mean / std (stored in the config, hence in the checkpoint);
+  mean / std (stored in the config, hence in the checkpoint); optionally
+  (``numeric_embedding="periodic"``) plus ``ReLU(W [sin, cos](2 pi c_j z))``, the PLR-lite
+  embedding of Gorishniy et al. (2022, "On Embeddings for Numerical Features");
 - categorical column j: an embedding of the category's index in the column's vocabulary
   (stored in the config); index 0 is "unseen category", shared by everything not in it;
 - plus a learned column embedding (the token's position) and the modality embedding.
@@ -43,12 +45,15 @@ class TabularAdapter(ModalityAdapter):
         mean, std: per-column statistics (used for numeric columns); identity when omitted.
         vocab: per column, its categories' texts (``[]`` for numeric columns).
         modality: modality name this adapter serves.
+        numeric_embedding: ``linear`` (FT-Transformer) or ``periodic`` (linear + PLR-lite).
+        frequencies, sigma: periodic embedding: frequencies per column, their init scale.
     """
 
     registry_name = "tabular"
 
     def __init__(self, dim: int, columns: list[str], kinds: list[str], mean: list[float] | None = None,
-                 std: list[float] | None = None, vocab: list[list[str]] | None = None, modality: str = "tabular"):
+                 std: list[float] | None = None, vocab: list[list[str]] | None = None, modality: str = "tabular",
+                 numeric_embedding: str = "linear", frequencies: int = 16, sigma: float = 1.0):
         super().__init__()
         n = len(columns)
         if n == 0 or len(kinds) != n:
@@ -95,8 +100,15 @@ class TabularAdapter(ModalityAdapter):
         self.register_buffer("lookup_keys", keys_t[srt], persistent=False)
         self.register_buffer("lookup_vals", torch.tensor(vals, dtype=torch.long)[srt], persistent=False)
         bound = 1 / math.sqrt(dim)  # FT-Transformer's uniform init of the feature tokenizer
+        if numeric_embedding not in ("linear", "periodic"):
+            raise OmnipatchError(f"{modality}: numeric_embedding must be 'linear' or 'periodic', got {numeric_embedding!r}")
+        self.numeric_embedding, self.frequencies, self.sigma = numeric_embedding, int(frequencies), float(sigma)
         self.num_weight = nn.Parameter(torch.empty(len(num), dim).uniform_(-bound, bound)) if num else None
         self.num_bias = nn.Parameter(torch.empty(len(num), dim).uniform_(-bound, bound)) if num else None
+        self.num_freq = self.num_mix = None
+        if num and numeric_embedding == "periodic":  # PLR-lite (Gorishniy et al., 2022)
+            self.num_freq = nn.Parameter(torch.randn(len(num), self.frequencies) * self.sigma)
+            self.num_mix = nn.Linear(2 * self.frequencies, dim)
         self.cat_embed = nn.Embedding(sum(sizes), dim) if cat else None
         if self.cat_embed is not None:
             nn.init.uniform_(self.cat_embed.weight, -bound, bound)
@@ -107,7 +119,8 @@ class TabularAdapter(ModalityAdapter):
 
     def config(self) -> dict:
         return {"dim": self.dim, "columns": self.columns, "kinds": self.kinds, "mean": self._mean,
-                "std": self._std, "vocab": self.vocab, "modality": self.modality}
+                "std": self._std, "vocab": self.vocab, "modality": self.modality,
+                "numeric_embedding": self.numeric_embedding, "frequencies": self.frequencies, "sigma": self.sigma}
 
     # -- values -----------------------------------------------------------------------------
     def _check(self, x: Tensor) -> None:
@@ -165,7 +178,12 @@ class TabularAdapter(ModalityAdapter):
         xn = self.normalize(batch.x)
         parts = []
         if self.num_weight is not None:
-            parts.append(xn[:, self.num_idx].unsqueeze(-1) * self.num_weight + self.num_bias)
+            z = xn[:, self.num_idx].unsqueeze(-1)  # (B, Fn, 1)
+            tok = z * self.num_weight + self.num_bias
+            if self.num_mix is not None:  # + ReLU(Linear([sin, cos](2 pi c_j z)))
+                angle = 2 * math.pi * z * self.num_freq
+                tok = tok + torch.relu(self.num_mix(torch.cat([angle.sin(), angle.cos()], -1)))
+            parts.append(tok)
         if self.cat_embed is not None:
             parts.append(self.cat_embed(xn[:, self.cat_idx].long() + self.cat_offsets))
         values = torch.cat(parts, 1)[:, self.order]  # back to column order, (B, F, D)

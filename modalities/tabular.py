@@ -259,7 +259,8 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0,
 def _adapter_kwargs(dataset: TableDataset, options: dict) -> dict:
     mean, std = dataset.numeric_stats()
     return {"columns": dataset.columns, "kinds": dataset.kinds, "mean": mean, "std": std,
-            "vocab": dataset.vocabularies(int(options.get("max_categories", 256)))}
+            "vocab": dataset.vocabularies(int(options.get("max_categories", 256))),
+            "numeric_embedding": options.get("numeric_embedding", "linear")}
 
 
 def _open(source, id_column=None, label_column=None, columns=None, numeric=None, categorical=None,
@@ -281,6 +282,6 @@ SPEC = ModalitySpec(
     augment=augment,
     default_mask="random",
     options={"id_column": None, "label_column": None, "columns": None, "numeric": None,
-             "categorical": None, "max_categories": 256},
+             "categorical": None, "max_categories": 256, "numeric_embedding": "linear"},
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -119,3 +119,30 @@ def test_reconstruct_strips():
     assert pics["original"].shape == (3, 1, 1, 4)
     torch.testing.assert_close(pics["reconstruction"], pics["original"])
     assert (pics["masked"][..., 1] == 0).all()
+
+
+def test_all_missing_row_stays_finite_through_the_model():
+    from omnipatch.encoder import EncoderConfig
+    from omnipatch.heads import DecoderConfig
+    from omnipatch.masking import MaskSpec
+    from omnipatch.model import OmniModel
+
+    torch.manual_seed(0)
+    a = _adapter()
+    b = _rows(4)
+    b.x_mask[2] = True  # a row with every cell missing: all padding, never scored
+    model = OmniModel({"tabular": a}, EncoderConfig(DIM, 1, 2), DecoderConfig(16, 1, 2),
+                      {"mae": {"weight": 1.0}}, {"tabular": MaskSpec("random", 0.5)})
+    out = model([b], "tabular", torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+    emb = model.embed(b, "tabular")
+    assert torch.isfinite(emb).all() and emb.shape == (4, DIM)
+
+
+def test_periodic_numeric_embedding_option():
+    a = TabularAdapter(dim=DIM, columns=COLUMNS, kinds=KINDS, vocab=VOCAB, numeric_embedding="periodic", frequencies=4)
+    t = a.tokenize(_rows(3))
+    assert t.tokens.shape == (3, 4, DIM) and torch.isfinite(t.tokens).all()
+    assert a.num_freq.shape == (2, 4) and TabularAdapter(**a.config()).config() == a.config()
+    with pytest.raises(OmnipatchError, match="numeric_embedding must be"):
+        TabularAdapter(dim=DIM, columns=["a"], kinds=["numeric"], numeric_embedding="fourier")
