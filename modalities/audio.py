@@ -389,6 +389,11 @@ def _open(source, sample_rate: int = 16000, seconds: float | None = 1.0, n_mels:
                         crop=crop, on_bad_sample=on_bad_sample)
 
 
+def thumbnail(sample: Sample):
+    """``x (T, C, F)`` -> the first channel's spectrogram, frequency up, ``(F, T)``."""
+    return sample.x[:, 0, :].float().T.flip(0).cpu().numpy()
+
+
 SPEC = ModalitySpec(
     name="audio",
     description="sound (WAV, FLAC, OGG, ...) -> log-mel spectrogram, fixed window or variable length",
@@ -400,5 +405,6 @@ SPEC = ModalitySpec(
     options={"sample_rate": 16000, "seconds": 1.0, "n_mels": 64, "hop_ms": 10.0, "win_ms": 25.0,
              "channels": 1, "min_seconds": 0.1, "max_seconds": 30.0, "crop": "center",
              "patch_size": [4, 16]},
+    thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -350,6 +350,16 @@ def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None
                              min_points=min_points, on_bad_sample=on_bad_sample)
 
 
+def thumbnail(sample: Sample, size: int = 64):
+    """``x (N, C)`` -> a ``(size, size)`` top view (x right, y up): points per pixel."""
+    xy = sample.x[:, :2].float()
+    xy = (xy - xy.amin(0)) / (xy.amax(0) - xy.amin(0)).max().clamp_min(1e-8)
+    ij = (xy * (size - 1)).round().long()
+    img = torch.zeros(size, size)
+    img.index_put_((size - 1 - ij[:, 1], ij[:, 0]), torch.ones(len(ij)), accumulate=True)
+    return img.cpu().numpy()
+
+
 SPEC = ModalitySpec(
     name="pointcloud",
     description="point clouds (PLY, PCD, XYZ, PTS) and meshes (OBJ, STL, OFF) via open3d",
@@ -360,5 +370,6 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
              "num_groups": 64, "group_size": 32, "point_hidden": 64},
+    thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -273,6 +273,14 @@ def _open(source, id_column=None, label_column=None, columns=None, numeric=None,
                         numeric=numeric, categorical=categorical, on_bad_sample=on_bad_sample)
 
 
+def thumbnail(sample: Sample):
+    """``x (F,)`` -> a ``(1, F)`` strip of the row's values; missing cells are NaN (blank)."""
+    x = sample.x.float().clone()
+    if sample.x_mask is not None:
+        x[sample.x_mask] = float("nan")
+    return x.reshape(1, -1).cpu().numpy()
+
+
 SPEC = ModalitySpec(
     name="tabular",
     description="tables (CSV, TSV, Parquet): a row is a sample, one token per column",
@@ -283,5 +291,6 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"id_column": None, "label_column": None, "columns": None, "numeric": None,
              "categorical": None, "max_categories": 256, "numeric_embedding": "linear"},
+    thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

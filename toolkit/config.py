@@ -40,6 +40,8 @@ class ModelConfig:
     cross_dim: int = 128
     cross_temperature: float = 0.07
     cross_weight: float = 1.0
+    cross_views: str = "full"  # CLIP term on unmasked views ("full") or the masked ones ("masked")
+    cross_augment: float = 0.3  # augmentation strength of the CLIP term's full views
 
 
 @dataclass

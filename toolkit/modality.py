@@ -31,6 +31,9 @@ class ModalitySpec:
             batched; used for contrastive views.
         default_mask: masking strategy used when the user names none.
         options: user-settable dataset options with their defaults and reasons.
+        thumbnail: ``(Sample) -> 2-D or (H, W, 3) array`` for pictures (retrieval results);
+            None: the default of :func:`omnipatch.plots.thumbnail` (the first channels,
+            middle slice of any further axes).
     """
 
     name: str
@@ -41,6 +44,7 @@ class ModalitySpec:
     augment: Callable[[Batch, torch.Generator, float], Batch]
     default_mask: str = "random"
     options: dict[str, Any] = field(default_factory=dict)
+    thumbnail: Callable[[Any], Any] | None = None
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities")

@@ -144,8 +144,14 @@ class OmniModel(nn.Module):
 
 
 class CrossModalHead(nn.Module):
-    """One linear projection per modality into a shared space + the CLIP loss (Radford et al.,
+    """One projection head per modality into a shared space + the CLIP loss (Radford et al.,
     2021) between paired samples.
+
+    The head is SimCLR's Linear-BN-ReLU-Linear (:class:`~omnipatch.heads.ProjectionHead`),
+    not CLIP's single linear map: at initialisation the pooled embeddings of a small encoder
+    differ by ~0.1 % between samples (cosine 0.999, the position and modality embeddings
+    dominate the mean), and a linear projection kept the CLIP loss at exactly ``ln B`` for
+    hundreds of steps. Batch norm removes the shared component, so the loss moves at once.
 
     Args:
         modalities: modality names.
@@ -153,15 +159,25 @@ class CrossModalHead(nn.Module):
         proj_dim: shared space width.
         temperature: initial CLIP temperature (learnable).
         weight: weight of the cross-modal term in the total loss.
+        hidden_dim: hidden width of each projection head.
+        views: ``"full"``: the CLIP term encodes each sample again without masking, as
+            retrieval will; ``"masked"``: it reuses the pooled masked view (FLIP; cheaper).
+        augment: strength of the modality's augmentation on the CLIP term's full views (0:
+            none). Mild by design: at the contrastive objectives' strength 1.0 the
+            image <-> speech example's CLIP loss stayed at chance for 60 steps; at 0.3 it
+            reached held-out class-level recall@1 0.89 / 0.76 in 150.
     """
 
     def __init__(self, modalities: list[str], enc_dim: int, proj_dim: int = 128, temperature: float = 0.07,
-                 weight: float = 1.0):
+                 weight: float = 1.0, hidden_dim: int = 512, views: str = "full", augment: float = 0.3):
         super().__init__()
+        from omnipatch.heads.projection import ProjectionHead
         from omnipatch.losses.clip import CLIPLoss
 
-        self.weight = weight
-        self.proj = nn.ModuleDict({m: nn.Linear(enc_dim, proj_dim) for m in modalities})
+        if views not in ("full", "masked"):
+            raise OmnipatchError(f"cross-modal views must be 'full' or 'masked', got {views!r}")
+        self.weight, self.views, self.augment = weight, views, float(augment)
+        self.proj = nn.ModuleDict({m: ProjectionHead(enc_dim, hidden_dim, proj_dim) for m in modalities})
         self.loss = CLIPLoss(init_temperature=temperature)
 
     def project(self, pooled: Tensor, modality: str) -> Tensor:

@@ -82,12 +82,16 @@ class PairedDataset(Dataset):
         self.index: dict[str, list[int]] = {}
         self.datasets: dict[str, Dataset] = {}
         for m in modalities:
-            paths, pos = [], []
+            where: dict[str, int] = {}  # a file named by several rows is read (and cached) once
+            pos = []
             for r in rows:
                 v = r[m].strip()
-                pos.append(len(paths) if v else -1)
                 if v:
-                    paths.append(v if os.path.isabs(v) else str(base / v))
+                    v = v if os.path.isabs(v) else str(base / v)
+                    pos.append(where.setdefault(v, len(where)))
+                else:
+                    pos.append(-1)
+            paths = list(where)
             if not paths:
                 raise OmnipatchError(f"{manifest}: column {m!r} has no entries")
             self.datasets[m] = open_modality(m, paths)
@@ -95,6 +99,13 @@ class PairedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def cache(self) -> "PairedDataset":
+        """Keep each modality's decoded samples in memory (each file decoded once)."""
+        from omnipatch.data import CachedDataset
+
+        self.datasets = {m: d if isinstance(d, CachedDataset) else CachedDataset(d) for m, d in self.datasets.items()}
+        return self
 
     def __getitem__(self, i: int) -> dict:
         item = {"id": self.ids[i], "label": self.labels[i]}
@@ -125,10 +136,17 @@ class PairedCollate:
 
 def paired_step(model, augment: dict, strength: float = 1.0):
     """``(paired batch, generator) -> terms``: each modality's own objectives on its rows, plus
-    the cross-modal CLIP term on rows present in every modality (pooled masked views, as FLIP)."""
+    the cross-modal CLIP term on rows present in every modality.
+
+    The CLIP term sees, per ``model.cross.views``, either a mildly augmented view (strength
+    ``model.cross.augment``) of each sample encoded without masking (``"full"``, the default:
+    what retrieval embeds) or the pooled first masked view the modality's own objectives
+    already encoded (``"masked"``, as FLIP).
+    """
 
     def compute(pb: PairedBatch, g: torch.Generator) -> dict:
         terms, total, pooled = {}, 0.0, {}
+        cross = model.cross if model.cross is not None and len(pb.batches) == len(model.adapters) else None
         for m, batch in pb.batches.items():
             n = model.n_views
             views = [augment[m](batch, g, strength) for _ in range(n)] if n > 1 else [batch]
@@ -137,20 +155,24 @@ def paired_step(model, augment: dict, strength: float = 1.0):
                 if k != "loss":
                     terms[f"{m}/{k}"] = v
             total = total + t["loss"]
-            pooled[m] = encoded[0].pooled
+            if cross is not None and cross.views == "full":
+                view = augment[m](batch, g, cross.augment) if cross.augment > 0 and m in augment else batch
+                pooled[m] = model.embed(view, m)
+            else:
+                pooled[m] = encoded[0].pooled
         common = None
         for m in pb.batches:
             present = torch.zeros(len(pb), dtype=torch.bool, device=pb.rows[m].device)
             present[pb.rows[m]] = True
             common = present if common is None else common & present
-        if model.cross is not None and len(pb.batches) == len(model.adapters) and int(common.sum()) >= 2:
+        if cross is not None and int(common.sum()) >= 2:
             sel = {}
             for m in pb.batches:  # position of each common row within modality m's batch
                 where = torch.full((len(pb),), -1, dtype=torch.long, device=common.device)
                 where[pb.rows[m]] = torch.arange(len(pb.rows[m]), device=common.device)
                 sel[m] = pooled[m][where[common]]
-            terms["cross"] = model.cross(sel)
-            total = total + model.cross.weight * terms["cross"]
+            terms["cross"] = cross(sel)
+            total = total + cross.weight * terms["cross"]
         terms["loss"] = total
         return terms
 

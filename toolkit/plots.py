@@ -1,4 +1,5 @@
-"""Pictures for humans: reconstructions (original / masked / reconstructed), embedding maps."""
+"""Pictures for humans: reconstructions (original / masked / reconstructed), embedding maps,
+retrieval results (query + top-k thumbnails)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,68 @@ def save_embedding_map(emb: np.ndarray, labels: np.ndarray | None, out: str | Pa
         if len(np.unique(labels)) <= 20:
             ax.legend(markerscale=3, fontsize=7, loc="best")
     ax.set_title(title or "embeddings (PCA)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)
+
+
+def thumbnail(sample, spec=None) -> np.ndarray:
+    """A picture of one sample: the modality's own ``spec.thumbnail`` or, by default, the
+    first (up to 3) channels of ``x (C, *S)`` with the middle slice of any further axes."""
+    if spec is not None and spec.thumbnail is not None:
+        return np.asarray(spec.thumbnail(sample), dtype=np.float32)
+    x = sample.x.float()
+    if x.dim() == 1:
+        return x.reshape(1, -1).cpu().numpy()
+    if x.dim() == 2:
+        return x.cpu().numpy()
+    while x.dim() > 3:
+        x = x[:, x.shape[1] // 2]
+    return (x[:3].permute(1, 2, 0) if x.shape[0] >= 3 else x[0]).cpu().numpy()
+
+
+def _scaled(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros_like(a)
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    return np.where(finite, (a - lo) / max(hi - lo, 1e-8), np.nan)
+
+
+def save_retrieval(rows: list[tuple[np.ndarray, str, list[tuple[np.ndarray, str, bool | None]]]],
+                   out: str | Path, title: str = "") -> Path:
+    """One row per query: its thumbnail, then its top-k results.
+
+    ``rows``: ``(query picture, query caption, [(result picture, caption, hit), ...])``;
+    ``hit`` True / False frames the result green / red (None: no frame). Each picture is
+    min-max scaled on its own.
+    """
+    plt = _plt()
+    k = max(len(r[2]) for r in rows)
+    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.5 * (k + 1), 1.6 * len(rows)), squeeze=False)
+    for i, (q, qcap, results) in enumerate(rows):
+        cells = [(q, qcap, None)] + list(results)
+        for j in range(k + 1):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(cells):
+                ax.axis("off")
+                continue
+            pic, cap, hit = cells[j]
+            pic = _scaled(pic)
+            ax.imshow(pic, cmap=None if pic.ndim == 3 else "gray", vmin=0, vmax=1, aspect="auto",
+                      interpolation="nearest")
+            ax.set_title(cap, fontsize=7)
+            colour = {True: "tab:green", False: "tab:red", None: "black"}[hit]
+            for side in ax.spines.values():
+                side.set_edgecolor(colour)
+                side.set_linewidth(2.5 if hit is not None else 1.0)
+        axes[i, 0].set_ylabel("query", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

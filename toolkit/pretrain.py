@@ -67,7 +67,8 @@ def build_model(cfg: Config, datasets: dict) -> OmniModel:
         adapters[name] = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
     dec = DecoderConfig(cfg.model.decoder_dim, cfg.model.decoder_depth, cfg.model.decoder_heads)
     cross = ({"proj_dim": cfg.model.cross_dim, "temperature": cfg.model.cross_temperature,
-              "weight": cfg.model.cross_weight} if paired else None)
+              "weight": cfg.model.cross_weight,
+              "views": cfg.model.cross_views, "augment": cfg.model.cross_augment} if paired else None)
     return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross)
 
 
@@ -135,7 +136,7 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     dataset, per_modality = open_run_data(cfg)
     model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
-        dataset = CachedDataset(dataset)
+        dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None)}
     out.mkdir(parents=True, exist_ok=True)

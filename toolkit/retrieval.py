@@ -130,6 +130,32 @@ def evaluate(emb_a: Tensor, keys_a: list, emb_b: Tensor, keys_b: list, ks=(1, 5,
     return {"a->b": ranking_metrics(sim, rel, ks), "b->a": ranking_metrics(sim.T, rel.T, ks)}
 
 
+def plot_results(query_data, query_modality: str, gallery_data, gallery_modality: str, scores: Tensor,
+                 nn: Tensor, out: str | Path, n_queries: int = 6, k: int = 5) -> Path:
+    """Thumbnails of ``n_queries`` queries (evenly spread) and their top-``k`` results.
+
+    ``query_data`` / ``gallery_data`` are the datasets that were embedded (row i of ``nn``
+    is query i, its entries index the gallery). When both sides carry labels a result
+    framed green shares the query's label, red does not.
+    """
+    from omnipatch.modality import MODALITIES
+    from omnipatch.plots import save_retrieval, thumbnail
+
+    qspec, gspec = MODALITIES.get(query_modality), MODALITIES.get(gallery_modality)
+    rows = []
+    for qi in np.unique(np.linspace(0, len(query_data) - 1, min(n_queries, len(query_data))).round().astype(int)):
+        q = query_data[int(qi)]
+        results = []
+        for j, sc in zip(nn[qi, :k].tolist(), scores[qi, :k].tolist()):
+            g = gallery_data[j]
+            hit = None if q.label is None or g.label is None else str(g.label) == str(q.label)
+            cap = f"{sc:.2f}" + ("" if g.label is None else f" [{g.label}]")
+            results.append((thumbnail(g, gspec), cap, hit))
+        qcap = Path(str(q.id)).name[:18] + ("" if q.label is None else f" [{q.label}]")
+        rows.append((thumbnail(q, qspec), qcap, results))
+    return save_retrieval(rows, out, f"{query_modality} queries -> top-{k} {gallery_modality} results")
+
+
 # -- command line: omnipatch retrieve index | query | eval -----------------------------------
 def _space(pre) -> str:
     return "cross" if pre.model.cross is not None else "encoder"
@@ -141,8 +167,9 @@ def _cmd_index(a) -> None:
     pre = load(a.checkpoint)
     ids, emb = pre.embed(pre.open(a.data, modality=a.modality), modality=a.modality, space=_space(pre),
                          batch_size=a.batch_size)
+    data = str(Path(a.data).resolve()) if Path(a.data).exists() else a.data
     idx = build_index(emb, ids, {"modality": a.modality, "checkpoint": str(Path(a.checkpoint).resolve()),
-                                 "space": _space(pre)})
+                                 "space": _space(pre), "data": data})
     idx.save(a.out)
     print(f"indexed {len(ids)} {a.modality} items ({emb.shape[1]}-d, {_space(pre)} space) in {a.out}")
 
@@ -154,8 +181,8 @@ def _cmd_query(a) -> None:
 
     idx = Index.load(a.index)
     pre = load(idx.meta["checkpoint"])
-    ids, q = pre.embed(pre.open(a.data, modality=a.modality), modality=a.modality, space=idx.meta.get("space", "encoder"),
-                       batch_size=a.batch_size)
+    qds = pre.open(a.data, modality=a.modality)
+    ids, q = pre.embed(qds, modality=a.modality, space=idx.meta.get("space", "encoder"), batch_size=a.batch_size)
     scores, nn = idx.search(q, a.k)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +198,15 @@ def _cmd_query(a) -> None:
                 for rank, (j, s) in enumerate(zip(nn[r].tolist(), scores[r].tolist()), 1):
                     w.writerow([qi, rank, idx.ids[j], f"{s:.6f}"])
     print(f"top-{a.k} results for {len(ids)} {a.modality} queries written to {out}")
+    if a.plot:
+        if "data" not in idx.meta:
+            raise OmnipatchError(f"{a.index}: the index does not record its data source; rebuild it to plot results")
+        gm = idx.meta["modality"]
+        gds = pre.open(idx.meta["data"], modality=gm)
+        if len(gds) != len(idx.ids):
+            raise OmnipatchError(f"{idx.meta['data']}: now has {len(gds)} items but the index has {len(idx.ids)}")
+        plot_results(qds, a.modality, gds, gm, scores, nn, a.plot, a.plot_queries, min(a.k, 8))
+        print(f"picture of the top results for {min(a.plot_queries, len(ids))} queries: {a.plot}")
 
 
 def _cmd_eval(a) -> None:
@@ -186,7 +222,8 @@ def _cmd_eval(a) -> None:
     emb, key = {}, {}
     for m in names:
         rows = [i for i, j in enumerate(ds.index[m]) if j >= 0]
-        _, emb[m] = pre.embed(ds.datasets[m], modality=m, space=_space(pre), batch_size=a.batch_size)
+        _, unique = pre.embed(ds.datasets[m], modality=m, space=_space(pre), batch_size=a.batch_size)
+        emb[m] = unique[torch.tensor([ds.index[m][i] for i in rows])]  # one row per manifest row
         key[m] = [keys[i] for i in rows]
     res = evaluate(emb[names[0]], key[names[0]], emb[names[1]], key[names[1]])
     res = {f"{names[0]}->{names[1]}": res["a->b"], f"{names[1]}->{names[0]}": res["b->a"], "relevance": a.relevance}
@@ -212,6 +249,8 @@ def add_commands(sub) -> None:
     s.add_argument("--k", type=int, default=10)
     s.add_argument("--out", required=True, help="RESULTS.csv or RESULTS.json")
     s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--plot", help="PNG: thumbnails of some queries and their top results")
+    s.add_argument("--plot-queries", type=int, default=6, help="queries shown in --plot")
     s.set_defaults(func=_cmd_query)
     s = rs.add_parser("eval", help="recall@1/5/10, mAP, median rank in both directions on a paired manifest")
     s.add_argument("--checkpoint", required=True)

@@ -52,17 +52,29 @@ def test_paired_pretrain_index_query_eval(paired_manifest, tmp_path, capsys):
     assert (run / "reconstruction_image.png").is_file() and (run / "reconstruction_audio.png").is_file()
 
     imgs = tmp_path / "imgs.csv"
-    imgs.write_text("path,id\n" + "".join(f"im{i}.png,im{i}\n" for i in range(12)))
+    imgs.write_text("path,id,label\n" + "".join(f"im{i}.png,im{i},{i % 3}\n" for i in range(12)))
     auds = tmp_path / "auds.csv"
-    auds.write_text("path,id\n" + "".join(f"au{i}.wav,au{i}\n" for i in range(12)))
+    auds.write_text("path,id,label\n" + "".join(f"au{i}.wav,au{i},{i % 3}\n" for i in range(12)))
     assert main(["retrieve", "index", "--checkpoint", str(run), "--modality", "image", "--data", str(imgs),
                  "--out", str(tmp_path / "ix")]) == 0
     assert main(["retrieve", "query", "--index", str(tmp_path / "ix"), "--modality", "audio", "--data", str(auds),
-                 "--k", "3", "--out", str(tmp_path / "res.csv")]) == 0
+                 "--k", "3", "--out", str(tmp_path / "res.csv"), "--plot", str(tmp_path / "top.png"),
+                 "--plot-queries", "4"]) == 0
+    from PIL import Image
+
+    w, h = Image.open(tmp_path / "top.png").size  # 4 query rows x (query + top 3) columns
+    assert w / h == pytest.approx((1.5 * 4) / (1.6 * 4), rel=0.05)
     res = list(csv.DictReader(open(tmp_path / "res.csv")))
     assert len(res) == 12 * 3 and {r["query"] for r in res} == {f"au{i}" for i in range(12)}
     assert all(r["id"].startswith("im") for r in res)
+    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
+    assert meta["data"] == str(imgs.resolve())
+    del meta["data"]  # an index without its source cannot draw results
+    (tmp_path / "ix" / "index.json").write_text(json.dumps(meta))
     capsys.readouterr()
+    assert main(["retrieve", "query", "--index", str(tmp_path / "ix"), "--modality", "audio", "--data", str(auds),
+                 "--out", str(tmp_path / "res2.csv"), "--plot", str(tmp_path / "top2.png")]) == 2
+    assert "does not record its data source" in capsys.readouterr().err
     assert main(["retrieve", "eval", "--checkpoint", str(run), "--data", str(paired_manifest),
                  "--relevance", "label"]) == 0
     metrics = json.loads(capsys.readouterr().out)
@@ -74,3 +86,18 @@ def test_paired_manifest_errors(paired_manifest, tmp_path, capsys):
     code = main(["pretrain", "--modality", "image,video", "--data", str(paired_manifest), "--out",
                  str(tmp_path / "r"), "--steps", "1"])
     assert code == 2 and "no column for modality ['video']" in capsys.readouterr().err
+
+
+def test_paired_dataset_reads_each_file_once(paired_manifest):
+    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.paired import PairedDataset
+    from omnipatch.pretrain import open_data
+
+    load_builtin()
+    opts = {"image": {"image_size": 16, "channels": 1}, "audio": {"seconds": 0.5, "n_mels": 16}}
+    ds = PairedDataset(paired_manifest, lambda m, p: open_data(MODALITIES.get(m), p, opts[m]), ["image", "audio"])
+    assert len(ds) == 14 and len(ds.datasets["image"]) == 12  # im0.png is named by two rows
+    assert ds.index["image"][0] == ds.index["image"][12] and ds.index["image"][13] == -1
+    ds.cache()
+    a, b = ds[0]["image"], ds[12]["image"]
+    assert a is b and ds[13]["image"] is None  # decoded once, shared by both rows
