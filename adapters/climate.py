@@ -293,7 +293,7 @@ def predict_variables(model, batch: Batch, hide: list[str], modality: str = "cli
         raise OmnipatchError(f"unknown variable(s) {unknown}; the model knows {adapter.variables}")
     t = adapter.tokenize(batch)
     mask = variable_mask(t, [adapter.variables.index(h) for h in hide])
-    latent = model.encoder(gather_tokens(t.tokens, mask.idx_keep), ~mask.keep_valid)
+    latent = model.encoder_for(modality)(gather_tokens(t.tokens, mask.idx_keep), ~mask.keep_valid)
     pred = model.pred[modality](model.decoder(latent, mask, t.pos, t.padding_mask)).float()
     return adapter.maps(pred, t, mask.loss_mask, physical=True)
 

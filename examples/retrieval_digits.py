@@ -54,7 +54,7 @@ def paired_manifest(images_csv: Path, audio_csv: Path, out_csv: Path, per_image:
     return out_csv
 
 
-def config(manifest: Path, steps: int):
+def config(manifest: Path, steps: int, separate_encoders: bool = False):
     from omnipatch.config import Config
 
     cfg = Config()
@@ -65,6 +65,7 @@ def config(manifest: Path, steps: int):
     cfg.model.preset = "micro"
     cfg.model.mask_ratio = 0.5
     cfg.model.cross_weight = 1.0
+    cfg.model.separate_encoders = separate_encoders
     cfg.objectives = {"mae": {"weight": 1.0}}
     cfg.train.steps = steps
     cfg.train.batch_size = 128
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/retrieval_digits")
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--separate-encoders", action="store_true", help="one encoder per modality")
     ap.add_argument("--pairs-per-image", type=int, default=4, help="training rows per image (1 for held-out)")
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"data: {sum(1 for _ in open(pairs['train'])) - 1} train / {sum(1 for _ in open(pairs['test'])) - 1} "
           f"held-out image-speech pairs ({time.time() - t0:.0f} s)")
     t1 = time.time()
-    summary = pretrain(config(pairs["train"], a.steps), out / "run", quiet=True)
+    summary = pretrain(config(pairs["train"], a.steps, a.separate_encoders), out / "run", quiet=True)
     t_train = time.time() - t1
     first, last = summary["first"], summary["last"]
     print(f"\npretraining: {a.steps} steps in {t_train:.0f} s; CLIP loss {first['cross']:.3f} -> {last['cross']:.3f}; "

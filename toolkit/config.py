@@ -42,6 +42,7 @@ class ModelConfig:
     cross_weight: float = 1.0
     cross_views: str = "full"  # CLIP term on unmasked views ("full") or the masked ones ("masked")
     cross_augment: float = 0.3  # augmentation strength of the CLIP term's full views
+    separate_encoders: bool = False  # paired runs: one encoder per modality instead of a shared one
 
 
 @dataclass

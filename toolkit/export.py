@@ -92,11 +92,13 @@ def hf_config_dict(cfg: dict) -> dict:
         if out["classes"] and ft["task"] == "classification":
             out["id2label"] = dict(enumerate(out["classes"]))
             out["label2id"] = {c: i for i, c in enumerate(out["classes"])}
+    if model_cfg.get("separate_encoders"):  # one encoder per modality: export the first modality's
+        model_cfg["adapters"] = {out["modality"]: model_cfg["adapters"][out["modality"]]}
     out["omni_model"] = {k: model_cfg[k] for k in ("adapters", "encoder")}
     return out
 
 
-def _exported_state(checkpoint, model_keys: set[str]) -> dict:
+def _exported_state(checkpoint, model_keys: set[str], encoder_prefix: str = "encoder.") -> dict:
     from safetensors.torch import load_file
 
     path = ckpt.find(checkpoint) / "model.safetensors"
@@ -104,6 +106,9 @@ def _exported_state(checkpoint, model_keys: set[str]) -> dict:
         state = load_file(str(path))
     except Exception as e:
         raise OmnipatchError(f"{path}: cannot read weights ({e})") from None
+    if encoder_prefix != "encoder.":  # a separate-encoder run: its modality's encoder is the encoder
+        state = {("encoder." + k[len(encoder_prefix):] if k.startswith(encoder_prefix) else k): v
+                 for k, v in state.items()}
     picked = {k: v for k, v in state.items() if k in model_keys}
     missing = sorted(model_keys - set(picked))
     if missing:
@@ -126,7 +131,9 @@ def export_hf(checkpoint, out, verify: bool = True) -> Path:
     hf_cfg = OmnipatchConfig(**hf_config_dict(cfg))
     torch.manual_seed(0)
     model = OmnipatchModel(hf_cfg)
-    state = _exported_state(checkpoint, set(model.state_dict()))
+    separate = bool(cfg["model"].get("separate_encoders")) and "finetune" not in cfg
+    prefix = f"encoders.{hf_cfg.modality}." if separate else "encoder."
+    state = _exported_state(checkpoint, set(model.state_dict()), prefix)
     model.load_state_dict(state, strict=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,7 @@ def load_backbone(run_dir, dataset, modality: str | None = None, random_init: bo
         if missing or unexpected:
             raise OmnipatchError(f"{path}: weights do not match the model (missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]})")
-    return nn.ModuleDict({m: model.adapters[m]}), model.encoder, model_cfg
+    return nn.ModuleDict({m: model.adapters[m]}), model.encoder_for(m), model_cfg
 
 
 def _first_sample(dataset):
@@ -503,7 +503,7 @@ def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
         raise OmnipatchError(f"{ft_dir}: not a fine-tuning directory (no 'finetune' section in its config)")
     m = cfg["modality"]
     base = OmniModel.from_config(cfg["model"])
-    model = FinetuneModel(nn.ModuleDict({m: base.adapters[m]}), base.encoder, build_head(cfg["head"]), m)
+    model = FinetuneModel(nn.ModuleDict({m: base.adapters[m]}), base.encoder_for(m), build_head(cfg["head"]), m)
     ckpt.load_weights(ft_dir, model)
     labels = Labels.from_config(cfg)
     return Finetuned(model.to(resolve_device(device)).eval(), cfg, labels)

@@ -29,13 +29,16 @@ class OmniModel(nn.Module):
         decoder: MAE decoder config (built only when an objective decodes).
         objectives: ``{name: {"weight": w, **kwargs}}``.
         masks: ``{modality: MaskSpec}``; missing modalities use random 0.75.
-        cross: cross-modal head kwargs (``proj_dim``, ``temperature``, ``weight``) for paired
-            training of two or more modalities in one embedding space; None otherwise.
+        cross: cross-modal head kwargs (``proj_dim``, ``temperature``, ``weight``, ``views``,
+            ``augment``) for paired training of two or more modalities in one embedding space;
+            None otherwise.
+        separate_encoders: one encoder per modality (same config) instead of the shared one;
+            paired runs then meet only in the cross-modal space.
     """
 
     def __init__(self, adapters: dict[str, ModalityAdapter], encoder: EncoderConfig,
                  decoder: DecoderConfig, objectives: dict[str, dict], masks: dict[str, MaskSpec],
-                 cross: dict | None = None):
+                 cross: dict | None = None, separate_encoders: bool = False):
         super().__init__()
         for m, a in adapters.items():
             if a.dim != encoder.dim:
@@ -43,7 +46,14 @@ class OmniModel(nn.Module):
         if not objectives:
             raise OmnipatchError("at least one objective is needed (e.g. 'mae')")
         self.adapters = nn.ModuleDict(adapters)
-        self.encoder = Encoder(encoder)
+        self.separate_encoders = bool(separate_encoders)
+        if self.separate_encoders:
+            self.encoder = None
+            self.encoders = nn.ModuleDict({m: Encoder(encoder) for m in adapters})
+        else:
+            self.encoder = Encoder(encoder)
+            self.encoders = None
+        self._encoder_cfg = encoder
         self.decoder = MAEDecoder(encoder.dim, decoder)
         self.pred = nn.ModuleDict({m: nn.Linear(decoder.dim, a.target_dim) for m, a in adapters.items()})
         self.weights = {n: float(o.get("weight", 1.0)) for n, o in objectives.items()}
@@ -61,11 +71,15 @@ class OmniModel(nn.Module):
         return max(o.n_views for o in self.objectives.values())
 
     # -- encoding ---------------------------------------------------------------------------
+    def encoder_for(self, modality: str) -> Encoder:
+        """The encoder that serves ``modality`` (the shared one unless ``separate_encoders``)."""
+        return self.encoder if self.encoders is None else self.encoders[modality]
+
     def encode_view(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> View:
         """Tokenize, mask (``self.masks[modality]``) and encode the visible tokens."""
         tokens = self.adapters[modality].tokenize(batch)
         visible, mask = mask_tokens(tokens, self.masks.get(modality, MaskSpec()), generator)  # fused on CUDA
-        latent = self.encoder(visible, ~mask.keep_valid)
+        latent = self.encoder_for(modality)(visible, ~mask.keep_valid)
         return View(tokens, mask, latent, pool(latent, mask.keep_valid), batch.labels)
 
     def decode(self, view: View) -> Tensor:
@@ -82,7 +96,7 @@ class OmniModel(nn.Module):
         """
         t = self.adapters[modality].tokenize(batch)
         valid = None if t.padding_mask is None else ~t.padding_mask
-        z = pool(self.encoder(t.tokens, t.padding_mask), valid)
+        z = pool(self.encoder_for(modality)(t.tokens, t.padding_mask), valid)
         if space == "cross":
             if self.cross is None:
                 raise OmnipatchError("this model was not trained on paired modalities (no cross-modal space)")
@@ -92,7 +106,7 @@ class OmniModel(nn.Module):
     def forward_tokens(self, batch: Batch, modality: str) -> tuple[PatchTokens, Tensor]:
         """All tokens through the encoder: ``(PatchTokens, (B, L, D))`` for dense heads."""
         t = self.adapters[modality].tokenize(batch)
-        return t, self.encoder(t.tokens, t.padding_mask)
+        return t, self.encoder_for(modality)(t.tokens, t.padding_mask)
 
     # -- training ---------------------------------------------------------------------------
     def forward(self, views: list[Batch], modality: str, generator: torch.Generator | None = None,
@@ -129,7 +143,8 @@ class OmniModel(nn.Module):
     def config(self) -> dict:
         return {
             "adapters": {m: {"name": type(a).registry_name, "kwargs": a.config()} for m, a in self.adapters.items()},
-            "encoder": asdict(self.encoder.cfg),
+            "encoder": asdict(self._encoder_cfg),
+            "separate_encoders": self.separate_encoders,
             "decoder": asdict(self.decoder.cfg),
             "objectives": self._objective_cfg,
             "masks": {m: asdict(s) for m, s in self.masks.items()},
@@ -140,7 +155,8 @@ class OmniModel(nn.Module):
     def from_config(cls, cfg: dict) -> "OmniModel":
         adapters = {m: ADAPTERS.get(a["name"])(**a["kwargs"]) for m, a in cfg["adapters"].items()}
         return cls(adapters, EncoderConfig(**cfg["encoder"]), DecoderConfig(**cfg["decoder"]),
-                   cfg["objectives"], {m: MaskSpec(**s) for m, s in cfg["masks"].items()}, cfg.get("cross"))
+                   cfg["objectives"], {m: MaskSpec(**s) for m, s in cfg["masks"].items()}, cfg.get("cross"),
+                   cfg.get("separate_encoders", False))
 
 
 class CrossModalHead(nn.Module):

@@ -69,7 +69,7 @@ def build_model(cfg: Config, datasets: dict) -> OmniModel:
     cross = ({"proj_dim": cfg.model.cross_dim, "temperature": cfg.model.cross_temperature,
               "weight": cfg.model.cross_weight,
               "views": cfg.model.cross_views, "augment": cfg.model.cross_augment} if paired else None)
-    return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross)
+    return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross, cfg.model.separate_encoders and paired)
 
 
 def open_run_data(cfg: Config):

@@ -101,3 +101,29 @@ def test_paired_dataset_reads_each_file_once(paired_manifest):
     ds.cache()
     a, b = ds[0]["image"], ds[12]["image"]
     assert a is b and ds[13]["image"] is None  # decoded once, shared by both rows
+
+
+def test_separate_encoders_pretrain_embed_and_export(paired_manifest, tmp_path, capsys):
+    import torch
+
+    import omnipatch
+    from omnipatch.export import export_hf
+    from omnipatch.hf import OmnipatchModel
+
+    run = tmp_path / "run"
+    opts = json.dumps({"image": {"image_size": 16, "patch_size": 4, "channels": 1},
+                       "audio": {"seconds": 0.5, "n_mels": 16}})
+    assert main(["pretrain", "--modality", "image,audio", "--data", str(paired_manifest), "--out", str(run),
+                 "--preset", "micro", "--steps", "2", "--batch-size", "6", "--objective", "mae", "--quiet",
+                 "--set", f"data.options={opts}", "--set", "model.decoder_dim=32",
+                 "--set", "model.separate_encoders=true"]) == 0, capsys.readouterr().err
+    pre = omnipatch.load(run, device="cpu")
+    assert pre.model.separate_encoders and set(pre.model.encoders) == {"image", "audio"}
+    x = torch.stack([pre.open([str(tmp_path / f"im{i}.png") for i in range(4)], modality="image")[i].x
+                     for i in range(4)])
+    _, emb = pre.embed(x, modality="image", bf16=False)
+    out = export_hf(run, tmp_path / "hf")  # the first modality's adapter + its own encoder
+    hf = OmnipatchModel.from_pretrained(out).eval()
+    assert list(hf.adapters) == ["image"]
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).pooler_output, emb, rtol=1e-5, atol=1e-5)
