@@ -21,6 +21,7 @@ from torch import Tensor
 from omnipatch.errors import OmnipatchError
 
 FAISS_MIN = 200_000  # below this, torch's exact matmul is as fast and has no extra dependency
+SCORE_BUDGET = 1 << 25  # similarities held at once (128 MiB of float32): queries per chunk = this / N
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Index:
         vec = load_file(str(folder / "vectors.safetensors"))["vectors"]
         return cls(vec, json.loads((folder / "ids.json").read_text()), json.loads((folder / "index.json").read_text()))
 
-    def search(self, queries: Tensor, k: int = 10, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    def search(self, queries: Tensor, k: int = 10, chunk: int | None = None) -> tuple[Tensor, Tensor]:
         """Top-``k`` (scores, indices) ``(M, k)`` by cosine similarity."""
         return search(self.vectors, queries, k, chunk)
 
@@ -61,7 +62,13 @@ def build_index(vectors: Tensor | np.ndarray, ids: list[str], meta: dict | None 
     return Index(F.normalize(v, dim=1), list(ids), dict(meta or {}))
 
 
-def search(index: Tensor, queries: Tensor, k: int = 10, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+def search(index: Tensor, queries: Tensor, k: int = 10, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+    """Exact top-``k`` cosine neighbours of each query row in ``index (N, D)`` (unit rows).
+
+    Queries go through in chunks of ``chunk`` rows (default: ``SCORE_BUDGET // N``), so the
+    similarities held at once stay under ~128 MiB however many queries there are; memory
+    is the index plus that budget.
+    """
     q = F.normalize(torch.as_tensor(np.asarray(queries), dtype=torch.float32), dim=1)
     if q.shape[1] != index.shape[1]:
         raise OmnipatchError(f"query width {q.shape[1]} differs from the index width {index.shape[1]}")
@@ -76,6 +83,7 @@ def search(index: Tensor, queries: Tensor, k: int = 10, chunk: int = 4096) -> tu
             return torch.from_numpy(s), torch.from_numpy(i).long()
         except ImportError:
             pass
+    chunk = chunk or max(1, SCORE_BUDGET // max(1, index.shape[0]))
     scores, idx = [], []
     for start in range(0, q.shape[0], chunk):  # (chunk, N) similarities at a time
         s, i = (q[start:start + chunk] @ index.T).topk(k, dim=1)
