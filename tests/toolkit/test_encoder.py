@@ -30,3 +30,25 @@ def test_presets_and_surface():
 def test_pool_ignores_padding():
     x = torch.tensor([[[1.0], [3.0], [100.0]]])
     assert pool(x, torch.tensor([[True, True, False]])).item() == 2.0
+
+
+def test_explicit_attention_matches_sdpa_with_padding():
+    from omnipatch.layers.attention import Attention
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    pad[1, 4:] = True
+    pad[2] = True  # a fully padded row must stay finite on both paths
+    outs, grads = {}, {}
+    for impl in ("sdpa", "explicit"):
+        torch.manual_seed(1)  # same weights for both paths
+        att = Attention(32, 4)
+        att.impl = impl
+        y = att(x, pad)
+        (y[~pad].square().sum()).backward()
+        outs[impl], grads[impl] = y.detach(), x.grad.clone()
+        x.grad = None
+    assert torch.isfinite(outs["explicit"]).all()
+    torch.testing.assert_close(outs["explicit"][~pad], outs["sdpa"][~pad], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads["explicit"], grads["sdpa"], rtol=1e-4, atol=1e-5)
