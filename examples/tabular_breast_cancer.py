@@ -12,26 +12,32 @@ CV on the training split) and kNN on frozen embeddings of the held-out rows, for
 pretrained encoder and the same architecture at random init. Reference: the same logistic
 regression on the raw features with each missing cell replaced by its training-column mean.
 
-Run (about 5 minutes on 2 busy CPU cores; the CLI commands it runs are printed)::
+Run (about 2 minutes on 2 CPU cores; the CLI commands it runs are printed)::
 
-    .venv/bin/python examples/tabular_breast_cancer.py [--steps 300] [--out runs/tabular]
+    .venv/bin/python examples/tabular_breast_cancer.py [--steps 300] [--out runs/tabular] [--seed 0]
 
 which runs, in short::
 
     omnipatch pretrain --modality tabular --data train.csv --out run \\
         --set data.options.id_column=id --set data.options.label_column=label \\
-        --objective mae+contrastive --preset micro --steps 300 --batch-size 64 ...
+        --objective mae+dhel --set data.augment_strength=0.5 --preset micro --steps 300 ...
     omnipatch embed --checkpoint run --data train.csv --out emb_train.parquet   (and test)
     omnipatch eval linear --embeddings emb_train.parquet --test-embeddings emb_test.parquet \\
         --labels labels.csv
 
 and prints (measured on a 2-core CPU shared with another job, ``OMP_NUM_THREADS=1``)::
 
-    pretraining: 300 steps in 178 s; masked reconstruction loss 1.0562 -> 0.8053
+    pretraining: 300 steps in 95 s; masked reconstruction loss 1.2244 -> 0.5535
     held-out rows (143), 30 % of cells missing     linear    kNN
       logistic regression, mean-imputed raw        0.937      -
-      pretrained encoder                           0.944  0.937
+      pretrained encoder                           0.958  0.937
       random-init encoder                          0.937  0.909
+
+Over missing-cell patterns and splits ``--seed 0 / 1 / 2``, the linear probe on pretrained
+embeddings scored 0.958 / 0.944 / 0.951 against mean-imputed logistic regression's 0.937 /
+0.937 / 0.944 (random init: 0.937 / 0.930 / 0.923). MAE + NT-Xent (the first recipe) gave
+0.944 at seed 0; the periodic numeric embedding (``data.options.numeric_embedding=periodic``)
+0.923.
 """
 
 from __future__ import annotations
@@ -96,17 +102,18 @@ def cli(*args: str, quiet: bool = False) -> str:
     return buf.getvalue()
 
 
-def run(out: Path, steps: int) -> dict:
+def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | None = None, seed: int = 0) -> dict:
     from omnipatch.engine import read_metrics
 
     t0 = time.time()
-    paths = write_table(out / "data")
+    paths = write_table(out / "data", seed=seed)
     run_dir = out / "run"
     sets = ["data.options.id_column=id", "data.options.label_column=label", "model.mask_ratio=0.5",
             "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 20)}", "train.log_every=10",
-            f"train.checkpoint_every={steps}"]
+            "data.augment_strength=0.5",
+            f"train.checkpoint_every={steps}", *(extra or [])]
     cli("pretrain", "--modality", "tabular", "--data", str(paths["train"]), "--out", str(run_dir),
-        "--objective", "mae+contrastive", "--preset", "micro", "--steps", str(steps), "--batch-size", "64",
+        "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "64",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
     res = {}
@@ -140,8 +147,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", default="runs/tabular")
+    p.add_argument("--objective", default="mae+dhel", help="the recipe's objectives")
+    p.add_argument("--seed", type=int, default=0, help="which cells go missing, and the split")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
     a = p.parse_args()
-    run(Path(a.out), a.steps)
+    run(Path(a.out), a.steps, a.objective, a.set, a.seed)
 
 
 if __name__ == "__main__":
