@@ -117,7 +117,7 @@ def cli(*args: str, quiet: bool = False) -> str:
     return buf.getvalue()
 
 
-def run(out: Path, steps: int) -> dict:
+def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: list[str] | None = None) -> dict:
     from omnipatch.engine import read_metrics
 
     t0 = time.time()
@@ -126,9 +126,9 @@ def run(out: Path, steps: int) -> dict:
     opts = {"mesh_points": 512, "max_points": 512, "num_groups": 32, "group_size": 16, "point_hidden": 32}
     sets = [f"data.options.{k}={v}" for k, v in opts.items()]
     sets += ["model.mask_ratio=0.6", "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 20)}",
-             "train.log_every=10", f"train.checkpoint_every={steps}"]
+             "train.log_every=10", f"train.checkpoint_every={steps}", *(extra or [])]
     cli("pretrain", "--modality", "pointcloud", "--data", str(paths["train"]), "--out", str(run_dir),
-        "--objective", "mae+contrastive:0.5", "--preset", "micro", "--steps", str(steps), "--batch-size", "32",
+        "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "32",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
     res = {}
@@ -160,8 +160,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", default="runs/pointcloud")
+    p.add_argument("--objective", default="mae+contrastive:0.5", help="the recipe's objectives")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
     a = p.parse_args()
-    run(Path(a.out), a.steps)
+    run(Path(a.out), a.steps, a.objective, a.set)
 
 
 if __name__ == "__main__":

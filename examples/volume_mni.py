@@ -136,7 +136,8 @@ def probe_json(kind: str, train: Path, test: Path, labels: Path, out: Path) -> f
     return float(json.loads(buf.getvalue().strip().splitlines()[-1])["accuracy"])
 
 
-def run(out: Path, steps: int, patch: int = 6, quiet: bool = True) -> dict:
+def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: str = "mae+contrastive:0.5",
+        extra: list[str] | None = None) -> dict:
     import torch
 
     from omnipatch.adapters.volume import embed_volume, save_orthogonal_slices
@@ -153,9 +154,9 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True) -> dict:
             "foreground_crop": False, "crops_per_volume": 2048}
     sets = [f"data.options.{k}={json.dumps(v)}" for k, v in opts.items()]
     sets += ["model.mask_ratio=0.75", "model.block_size=2", "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 10)}",
-             "train.log_every=10", f"train.checkpoint_every={steps}"]
+             "train.log_every=10", f"train.checkpoint_every={steps}", *(extra or [])]
     cli("pretrain", "--modality", "volume", "--data", str(data["left_volume"]), "--out", str(run_dir),
-        "--objective", "mae+contrastive:0.5", "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
+        "--objective", objective, "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
         *[a for s in sets for a in ("--set", s)], *(["--quiet"] if quiet else []))
     t_train = time.time() - t0
     res = {}
@@ -205,8 +206,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--patch", type=int, default=6, help="cube patch edge in voxels (ROI is 24)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--objective", default="mae+contrastive:0.5", help="the recipe's objectives")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
     a = p.parse_args()
-    run(Path(a.out), a.steps, a.patch, quiet=not a.verbose)
+    run(Path(a.out), a.steps, a.patch, quiet=not a.verbose, objective=a.objective, extra=a.set)
 
 
 if __name__ == "__main__":
