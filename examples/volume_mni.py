@@ -25,20 +25,21 @@ It runs the CLI end to end (``omnipatch pretrain / embed / eval``, in-process), 
 - a whole-hemisphere embedding with MONAI's sliding-window inferer (feature map);
 - ``slices.png``: three orthogonal slices, original / masked / reconstructed.
 
-Result (measured with ``--steps 200`` on a 2-core CPU shared with other jobs, run as
-``OMP_NUM_THREADS=1 .venv/bin/python -m examples.volume_mni``: 9 min wall, 2 min 22 s of CPU
-for everything; on a loaded machine one thread avoids OpenMP oversubscription)::
+Result (measured with ``--steps 200`` on a quiet 2-core CPU)::
 
-    pretraining: 200 steps in 495 s; masked reconstruction loss (block mask) 1.1822 -> 0.3284
+    pretraining: 200 steps in 41 s; masked reconstruction loss (block mask) 1.1563 -> 0.3285
 
     right-hemisphere quadrant (4 classes), probes trained on left-hemisphere crops
       encoder         kNN (k=20)   linear
-      pretrained           0.873    0.860
-      random init          0.660    0.507
-      margin              +0.213   +0.353
+      pretrained           0.900    0.807
+      random init          0.657    0.507
+      margin              +0.243   +0.300
 
     whole brain (2 mm, (98, 116, 94) voxels) sliding-window embedding: 210 windows of 24^3,
-    feature map (192, 17, 20, 16), embedding (192,) in 3.4 s
+    feature map (192, 17, 20, 16), embedding (192,) in 0.9 s
+
+An earlier run on a loaded machine gave 0.873 / 0.860. ``--objective mae+dhel --set
+data.augment_strength=0.5`` (the audio, video and tabular recipe) was worse here: 0.813 / 0.597.
 """
 
 from __future__ import annotations
