@@ -127,11 +127,9 @@ def save_orthogonal_slices(pictures: dict[str, Tensor], out: str | Path, sample:
             by ``OmniModel.reconstruct`` (missing rows are skipped).
         sample, channel: which volume of the batch and which channel to show.
     """
-    import matplotlib
+    from omnipatch.plots import pyplot, finish
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [k for k in ("original", "masked", "reconstruction") if k in pictures] or list(pictures)
     orig = pictures[rows[0]][sample, channel].float().cpu()
     lo, hi = float(orig.min()), float(orig.max())
@@ -147,9 +145,4 @@ def save_orthogonal_slices(pictures: dict[str, Tensor], out: str | Path, sample:
                 ax.set_title(name, fontsize=9)
             if j == 0:
                 ax.set_ylabel(r, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out, title)

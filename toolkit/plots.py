@@ -10,13 +10,24 @@ import torch
 from torch import Tensor
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def finish(fig, out: str | Path, title: str = "") -> Path:
+    """Title, tight layout, save at 100 dpi, close: the end of every picture here."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    pyplot().close(fig)
+    return Path(out)
 
 
 def _to_image(x: Tensor) -> np.ndarray:
@@ -33,7 +44,7 @@ def save_reconstruction(pictures: dict[str, Tensor], out: str | Path, n: int = 8
     Each sample is min-max scaled with the range of its original, so the three rows are
     comparable.
     """
-    plt = _plt()
+    plt = pyplot()
     rows = list(pictures)
     n = min(n, pictures[rows[0]].shape[0])
     fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.4 * len(rows)), squeeze=False)
@@ -57,7 +68,7 @@ def save_embedding_map(emb: np.ndarray, labels: np.ndarray | None, out: str | Pa
     """2-D PCA of embeddings, coloured by label."""
     from sklearn.decomposition import PCA
 
-    plt = _plt()
+    plt = pyplot()
     xy = PCA(n_components=2, random_state=0).fit_transform(np.asarray(emb, dtype=np.float64))
     fig, ax = plt.subplots(figsize=(5, 4.5))
     if labels is None:
@@ -108,7 +119,7 @@ def save_retrieval(rows: list[tuple[np.ndarray, str, list[tuple[np.ndarray, str,
     ``hit`` True / False frames the result green / red (None: no frame). Each picture is
     min-max scaled on its own.
     """
-    plt = _plt()
+    plt = pyplot()
     k = max(len(r[2]) for r in rows)
     fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.5 * (k + 1), 1.6 * len(rows)), squeeze=False)
     for i, (q, qcap, results) in enumerate(rows):
@@ -130,9 +141,4 @@ def save_retrieval(rows: list[tuple[np.ndarray, str, list[tuple[np.ndarray, str,
                 side.set_edgecolor(colour)
                 side.set_linewidth(2.5 if hit is not None else 1.0)
         axes[i, 0].set_ylabel("query", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out, title)
