@@ -187,6 +187,12 @@ def _cmd_query(a) -> None:
 
     from omnipatch.api import load
 
+    if a.k < 1:
+        raise OmnipatchError(f"--k must be at least 1, got {a.k}")
+    if a.plot and a.plot_queries < 1:
+        raise OmnipatchError(f"--plot-queries must be at least 1, got {a.plot_queries}")
+    if Path(a.out).suffix.lower() not in (".csv", ".json"):
+        raise OmnipatchError(f"--out {a.out}: results are written as .csv or .json")
     idx = Index.load(a.index)
     pre = load(idx.meta["checkpoint"])
     qds = pre.open(a.data, modality=a.modality)

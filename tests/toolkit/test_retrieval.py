@@ -59,3 +59,17 @@ def test_index_save_load_search(tmp_path):
         back.search(torch.randn(2, 8))
     with pytest.raises(OmnipatchError, match="not a retrieval index"):
         Index.load(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "0", "--out", "r.csv"], "--k must be at least 1"),
+    (["--out", "r.txt"], "written as .csv or .json"),
+    (["--out", "r.csv", "--plot", "p.png", "--plot-queries", "0"], "--plot-queries must be at least 1"),
+    (["--out", "r.csv"], "not a retrieval index"),
+])
+def test_query_cli_errors(tmp_path, capsys, args, message):
+    from omnipatch.cli import main
+
+    code = main(["retrieve", "query", "--index", str(tmp_path / "none"), "--modality", "image",
+                 "--data", str(tmp_path), *args])
+    assert code == 2 and message in capsys.readouterr().err
