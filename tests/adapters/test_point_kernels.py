@@ -72,6 +72,20 @@ def test_fps_c_equals_torch_oracle(dtype):
 
 
 @not_in_child
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fps_c_threads_share_one_big_cloud(dtype, monkeypatch):
+    """One cloud split over threads (B < threads) picks exactly the oracle's points,
+    including a padded start and more picks than valid points."""
+    monkeypatch.setattr(K, "MT_MIN_POINTS", 1000)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 3 owners, uneven chunk ranges
+    x = _cloud(1, 2500, 4, dtype)
+    for valid, start, n in ((None, 7, 200), (_ragged(1, 2500, [1800]), 2400, 1900)):
+        got = K.farthest_point_sample(x, n, valid, start)
+        want = point_ops.farthest_point_sample(x, n, valid, start)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@not_in_child
 def test_fps_c_matches_open3d_index_for_index():
     o3d = pytest.importorskip("open3d")
     rng = np.random.default_rng(1)
