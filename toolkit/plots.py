@@ -32,9 +32,9 @@ def finish(fig, out: str | Path, title: str = "") -> Path:
 
 def _to_image(x: Tensor) -> np.ndarray:
     """``(C, *S)`` -> 2-D (or RGB) array: first 3 channels, middle slice of extra spatial axes."""
+    x = x.float()
     while x.dim() > 3:
         x = x[:, x.shape[1] // 2]
-    x = x.float().clamp(0, 1)
     return (x[:3].permute(1, 2, 0) if x.shape[0] >= 3 else x[0]).cpu().numpy()
 
 
@@ -58,10 +58,7 @@ def save_reconstruction(pictures: dict[str, Tensor], out: str | Path, n: int = 8
             axes[i, j].set_yticks([])
             if j == 0:
                 axes[i, j].set_ylabel(r, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out)
 
 
 def save_embedding_map(emb: np.ndarray, labels: np.ndarray | None, out: str | Path, title: str = "") -> Path:
@@ -81,10 +78,7 @@ def save_embedding_map(emb: np.ndarray, labels: np.ndarray | None, out: str | Pa
         if len(np.unique(labels)) <= 20:
             ax.legend(markerscale=3, fontsize=7, loc="best")
     ax.set_title(title or "embeddings (PCA)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out)
 
 
 def thumbnail(sample, spec=None) -> np.ndarray:
@@ -93,13 +87,9 @@ def thumbnail(sample, spec=None) -> np.ndarray:
     if spec is not None and spec.thumbnail is not None:
         return np.asarray(spec.thumbnail(sample), dtype=np.float32)
     x = sample.x.float()
-    if x.dim() == 1:
-        return x.reshape(1, -1).cpu().numpy()
-    if x.dim() == 2:
-        return x.cpu().numpy()
-    while x.dim() > 3:
-        x = x[:, x.shape[1] // 2]
-    return (x[:3].permute(1, 2, 0) if x.shape[0] >= 3 else x[0]).cpu().numpy()
+    if x.dim() < 3:  # a vector as one row, a matrix as it is
+        return x.reshape(1, -1).cpu().numpy() if x.dim() == 1 else x.cpu().numpy()
+    return _to_image(x)
 
 
 def _scaled(a: np.ndarray) -> np.ndarray:
