@@ -194,6 +194,8 @@ def _cmd_query(a) -> None:
     if Path(a.out).suffix.lower() not in (".csv", ".json"):
         raise OmnipatchError(f"--out {a.out}: results are written as .csv or .json")
     idx = Index.load(a.index)
+    if a.plot and "data" not in idx.meta:
+        raise OmnipatchError(f"{a.index}: the index does not record its data source; rebuild it to plot results")
     pre = load(idx.meta["checkpoint"])
     qds = pre.open(a.data, modality=a.modality)
     ids, q = pre.embed(qds, modality=a.modality, space=idx.meta.get("space", "encoder"), batch_size=a.batch_size)
@@ -213,8 +215,6 @@ def _cmd_query(a) -> None:
                     w.writerow([qi, rank, idx.ids[j], f"{s:.6f}"])
     print(f"top-{a.k} results for {len(ids)} {a.modality} queries written to {out}")
     if a.plot:
-        if "data" not in idx.meta:
-            raise OmnipatchError(f"{a.index}: the index does not record its data source; rebuild it to plot results")
         gm = idx.meta["modality"]
         gds = pre.open(idx.meta["data"], modality=gm)
         if len(gds) != len(idx.ids):
