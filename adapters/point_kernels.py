@@ -379,26 +379,33 @@ FPS_MT(double, fps_mt_f64, fps_f64, DBL_MAX)
 
 /* Exact kNN of queries of clouds [b0, b1): float32 squared distances from differences, a
    sorted insertion list of (distance, index); ties keep the lower index. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void knn_dist(const float* x, const float* y, const float* z, int64_t N, float qx, float qy, float qz,
+                     float* dist) {
+    for (int64_t j = 0; j < N; ++j) {
+        float dx = qx - x[j], dy = qy - y[j], dz = qz - z[j];
+        float dd = dx * dx;
+        dd = dd + dy * dy;
+        dist[j] = dd + dz * dz;
+    }
+}
 int knn_f32(const float* q, const float* xyz, const uint8_t* valid, int64_t b0, int64_t b1,
             int64_t M, int64_t N, int64_t k, int64_t* out) {
     float* bd = (float*)malloc(sizeof(float) * (size_t)k);
     int64_t* bi = (int64_t*)malloc(sizeof(int64_t) * (size_t)k);
-    float *x = (float*)malloc(sizeof(float) * 3 * (size_t)N), *y = x + N, *z = x + 2 * N;
+    float *x = (float*)malloc(sizeof(float) * 4 * (size_t)N), *y = x + N, *z = x + 2 * N, *dist = x + 3 * N;
     if (!bd || !bi || !x) { free(bd); free(bi); free(x); return -1; }
     for (int64_t b = b0; b < b1; ++b) {
         const float* p = xyz + b * N * 3;
         const uint8_t* v = valid ? valid + b * N : 0;
         for (int64_t j = 0; j < N; ++j) { x[j] = p[3 * j]; y[j] = p[3 * j + 1]; z[j] = p[3 * j + 2]; }
         for (int64_t m = 0; m < M; ++m) {
-            const float qx = q[(b * M + m) * 3], qy = q[(b * M + m) * 3 + 1], qz = q[(b * M + m) * 3 + 2];
+            const float* qm = q + (b * M + m) * 3;
+            knn_dist(x, y, z, N, qm[0], qm[1], qm[2], dist);  /* vectorised; the selection below is not */
             int64_t cnt = 0;
             for (int64_t j = 0; j < N; ++j) {
-                if (v && !v[j]) continue;
-                float dx = qx - x[j], dy = qy - y[j], dz = qz - z[j];
-                float dd = dx * dx;
-                dd = dd + dy * dy;
-                dd = dd + dz * dz;
-                if (cnt == k && !(dd < bd[k - 1])) continue;
+                const float dd = dist[j];
+                if ((cnt == k && !(dd < bd[k - 1])) || (v && !v[j])) continue;
                 int64_t pos = cnt < k ? cnt++ : k - 1;
                 while (pos > 0 && dd < bd[pos - 1]) { bd[pos] = bd[pos - 1]; bi[pos] = bi[pos - 1]; --pos; }
                 bd[pos] = dd; bi[pos] = j;
@@ -459,11 +466,11 @@ def _build():
 _pool: list = []  # one lazily created executor, reused (creating threads per call costs ~ms)
 
 
-def _split(B: int, call, work: int) -> None:
+def _split(B: int, call, work: int, min_work: int = 2_000_000) -> None:
     """Run ``call(b0, b1)`` over slices of the batch on up to ``torch.get_num_threads()``
     threads (ctypes releases the GIL) when there is enough ``work`` (point updates) to pay
     for the hand-off; raise if a slice failed."""
-    n = max(1, min(B, torch.get_num_threads(), work // 2_000_000))
+    n = max(1, min(B, torch.get_num_threads(), work // min_work))
     bounds = [(B * i // n, B * (i + 1) // n) for i in range(n)]
     if n == 1:
         rcs = [call(*bounds[0])]
@@ -512,7 +519,7 @@ def _knn_c(query: Tensor, xyz: Tensor, k: int, valid: Tensor | None) -> Tensor:
     v = None if valid is None else valid.to(torch.uint8).contiguous()
     out = torch.empty(B, M, k, dtype=torch.long)
     _split(B, lambda b0, b1: _clib().knn_f32(q.data_ptr(), p.data_ptr(), None if v is None else v.data_ptr(),
-                                             b0, b1, M, N, k, out.data_ptr()), B * M * N)
+                                             b0, b1, M, N, k, out.data_ptr()), B * M * N, 500_000)
     return out
 
 
