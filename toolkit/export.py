@@ -95,6 +95,8 @@ def hf_config_dict(cfg: dict) -> dict:
     if model_cfg.get("separate_encoders"):  # one encoder per modality: export the first modality's
         model_cfg["adapters"] = {out["modality"]: model_cfg["adapters"][out["modality"]]}
     out["omni_model"] = {k: model_cfg[k] for k in ("adapters", "encoder")}
+    if model_cfg.get("cross") and "finetune" not in cfg:  # paired run: keep the shared retrieval space
+        out["omni_model"]["cross"] = model_cfg["cross"]
     return out
 
 

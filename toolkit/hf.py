@@ -7,8 +7,10 @@ it. Importing it registers ``model_type="omnipatch"`` with ``AutoConfig`` and ``
 An exported folder holds ``config.json`` (an :class:`OmnipatchConfig`: the omnipatch
 architecture config, the modality, the optional fine-tuned head) and ``model.safetensors``
 with the adapter(s) and the encoder, parameter names unchanged from the omnipatch
-checkpoint (``adapters.<m>.*``, ``encoder.*``, ``head.*``). The MAE decoder and the
-contrastive projector stay behind: they are pretraining machinery, not features.
+checkpoint (``adapters.<m>.*``, ``encoder.*``, ``head.*``), and for a paired run the
+cross-modal projection heads (``cross.proj.<m>.*``: the shared retrieval space). The MAE
+decoder and the contrastive projector stay behind: they are pretraining machinery, not
+features.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ class OmnipatchConfig(PretrainedConfig):
 class OmnipatchOutput(ModelOutput):
     """``last_hidden_state (B, L, D)`` encoder tokens, ``pooler_output (B, D)`` mean of the
     valid tokens (what ``omnipatch.load(run).embed`` returns), ``logits`` when a fine-tuned
-    head was exported (``(B, K)`` pooled or ``(B, K, *S)`` dense)."""
+    head was exported (``(B, K)`` pooled or ``(B, K, *S)`` dense), ``cross_embeds (B, P)``
+    for a paired run: the shared cross-modal space (``embed(..., space="cross")``)."""
 
     last_hidden_state: Tensor | None = None
     pooler_output: Tensor | None = None
     logits: Tensor | None = None
+    cross_embeds: Tensor | None = None
 
 
 def _build_adapters(cfg: dict) -> nn.ModuleDict:
@@ -86,6 +90,14 @@ class OmnipatchModel(PreTrainedModel):
             from omnipatch.heads.task import build_head
 
             self.head = build_head(config.head, self.adapters[config.head["modality"]])
+        self.cross = None
+        cross = config.omni_model.get("cross")
+        if cross:  # paired run: the projection heads into the shared space, named as in OmniModel
+            from omnipatch.heads.projection import ProjectionHead
+
+            dim = self.encoder.cfg.dim
+            self.cross = nn.ModuleDict({"proj": nn.ModuleDict({
+                m: ProjectionHead(dim, cross.get("hidden_dim", 512), cross.get("proj_dim", 128)) for m in self.adapters})})
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -137,7 +149,8 @@ class OmnipatchModel(PreTrainedModel):
         logits = None
         if self.head is not None:
             logits = self.head(hidden, pooled, tokens.grid)
-        out = OmnipatchOutput(last_hidden_state=hidden, pooler_output=pooled, logits=logits)
+        cross = None if self.cross is None else self.cross["proj"][m](pooled.float())
+        out = OmnipatchOutput(last_hidden_state=hidden, pooler_output=pooled, logits=logits, cross_embeds=cross)
         return out if return_dict else out.to_tuple()
 
 

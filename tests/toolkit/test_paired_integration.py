@@ -81,6 +81,23 @@ def test_paired_pretrain_index_query_eval(paired_manifest, tmp_path, capsys):
     for direction in ("image->audio", "audio->image"):
         assert 0.0 <= metrics[direction]["recall@1"] <= 1.0 and metrics[direction]["queries"] == 13
 
+    # the HF export keeps the shared space: AutoModel gives the same cross-modal embeddings
+    import torch
+
+    import omnipatch
+    from omnipatch.export import export_hf
+    from omnipatch.hf import OmnipatchModel
+
+    hf = OmnipatchModel.from_pretrained(export_hf(run, tmp_path / "hf")).eval()
+    pre = omnipatch.load(run, device="cpu")
+    for m, csv_path in (("image", imgs), ("audio", auds)):
+        ds = pre.open(csv_path, modality=m)
+        x = torch.stack([ds[i].x for i in range(4)])
+        _, want = pre.embed(x, modality=m, space="cross", bf16=False)
+        with torch.no_grad():
+            got = hf(x, modality=m).cross_embeds
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
 
 def test_paired_manifest_errors(paired_manifest, tmp_path, capsys):
     code = main(["pretrain", "--modality", "image,video", "--data", str(paired_manifest), "--out",
