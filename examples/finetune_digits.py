@@ -83,7 +83,7 @@ def recipe(fraction: float, mode: str, scratch: bool):
     if mode == "linear":  # the head trains on features computed once: epochs are cheap
         epochs, lr, patience = {0.01: 200, 0.1: 100, 1.0: 30}[fraction], 1e-2, 20
     else:  # every epoch runs the encoder forward and backward: ~60-70 optimiser steps each
-        epochs, lr, patience = {0.01: 60, 0.1: 25, 1.0: 4}[fraction], 1e-3, 8
+        epochs, lr, patience = {0.01: 60, 0.1: 25, 1.0: 20}[fraction], 1e-3, 8
     return FinetuneConfig(task="classification", mode=mode, epochs=epochs, batch_size=64, lr=lr,
                           layer_decay=1.0 if scratch else 0.75, val_fraction=0.2, patience=patience, seed=0)
 

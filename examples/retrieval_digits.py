@@ -7,13 +7,16 @@ Command (needs flite, installed by ``make examples-data``)::
 Data (real, offline): scikit-learn's 1,797 handwritten digits (8x8 scans, 43 writers) and
 flite's spoken digits (750 clips: 5 voices x 5 rates x 3 pitches x 10 words, see
 ``examples/audio_digits.py``). Each split (75 % / 25 %, stratified, seed 0, so no image and no
-clip is shared between splits) is paired at class level: every image is paired with a
-spoken clip of the same digit drawn at random from the same split. Pairing is the only
-supervision; labels are never given to the model.
+clip is shared between splits) is paired at class level: every training image appears in
+``--pairs-per-image`` (4) rows, each with a spoken clip of the same digit drawn at random
+from the same split (1,347 images -> 5,388 rows; each file is still decoded once). Pairing is
+the only supervision; labels are never given to the model.
 
-Training: ``--modality image,audio`` on the paired manifest: one shared encoder, each
-modality's MAE, and the CLIP loss between the pooled embeddings of the two sides
-(``omnipatch.paired``). Evaluation: held-out images and clips embedded in the shared space;
+Training: ``--modality image,audio`` on the paired manifest: one shared encoder (or one per
+modality with ``--separate-encoders``), each modality's MAE, and the CLIP loss between the
+two sides' unmasked, mildly augmented embeddings through batch-normed projection heads
+(``omnipatch.paired``, ``omnipatch.model.CrossModalHead``). Evaluation: the 450 held-out
+images and the held-out clips (each once) embedded in the shared space;
 class-level recall@1/5/10, mAP and median rank in both directions (a hit = same digit;
 chance recall@1 = 10 %), for the trained model and for the same architecture at random
 initialisation. Also exercises ``omnipatch retrieve index`` / ``query`` through the CLI and
