@@ -11,8 +11,7 @@ Also printed: the embedding-health monitor (``omnipatch.monitors``) on the held-
 embeddings: ``rank`` = RankMe effective rank of the centred embeddings, ``rel_std`` = their
 spread relative to their norm, and the collapse flag.
 
-Run (one thread; 8-16 CPU minutes, measured on 2 shared cores where it took 25-40 minutes of
-wall time because other jobs held the CPU)::
+Run (about 4 minutes on 2 quiet cores with ``--threads 2``)::
 
     .venv/bin/python examples/objectives.py [--steps 100] [--out runs/objectives]
         [--objectives mae,contrastive,...] [--linear] [--threads 1]
@@ -21,19 +20,19 @@ It printed (100 steps each, batch 128; ``rank`` = centred RankMe, ``rel_std`` = 
 
     objective          kNN acc   rank rel_std collapsed   loss first->last seconds
     random init          0.622   22.8   0.102     False                  -       0
-    mae                  0.593   29.0   0.009     False       1.017->0.456     124
-    contrastive          0.842   26.8   0.061     False       5.491->4.690     102
-    clip                 0.871   30.5   0.044     False       5.372->3.961      92
-    barlow               0.747   19.1   0.037     False   801.200->607.200     116
-    vicreg               0.856   26.0   0.186     False     22.614->21.067     122
-    sigreg               0.789   26.3   0.039     False       1.123->0.475     192
-    mv_infonce           0.896   24.8   0.157     False       4.775->3.578     345
-    dhel                 0.931   53.6   0.024     False     20.738->17.188     190
-    supcon               0.902   32.0   0.104     False       5.906->4.878     244
-    mae+contrastive      0.867   24.8   0.082     False       6.513->5.367     440
-    mae+sigreg           0.820   26.6   0.038     False       2.132->1.136     309
+    mae                  0.556   20.9   0.013     False       1.017->0.453      11
+    contrastive          0.844   28.5   0.054     False       5.496->4.688      13
+    clip                 0.898   30.1   0.041     False       5.367->3.930      13
+    barlow               0.720   19.7   0.039     False   804.000->608.800      14
+    vicreg               0.849   25.8   0.209     False     22.615->21.057      15
+    sigreg               0.796   26.5   0.039     False       1.124->0.474      14
+    mv_infonce           0.887   25.5   0.225     False       4.775->3.530      25
+    dhel                 0.924   53.5   0.026     False     20.738->17.200      24
+    supcon               0.909   32.2   0.101     False       5.909->4.872      14
+    mae+contrastive      0.856   24.4   0.085     False       6.516->5.385      19
+    mae+sigreg           0.787   26.5   0.036     False       2.134->1.131      20
 
-(seconds are wall time under contention; ``mv_infonce`` and ``dhel`` draw 4 views per step,
+(seconds are wall time; ``mv_infonce`` and ``dhel`` draw 4 views per step,
 the others 2, ``mae`` 1.) MAE alone needs far more than 100 steps to help a kNN probe (its
 features are known to be poor for kNN without fine-tuning); the joint-embedding objectives
 pull ahead within this budget, MV-DHEL most.
