@@ -36,15 +36,20 @@ and prints (measured on a 2-core CPU, ``OMP_NUM_THREADS=2``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import importlib.util
-import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+try:
+    from examples._cli import cli, probe_run
+except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
+    from _cli import cli, probe_run
+
+LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
 
 SURFACES = {"pial": "pial_{}.gii.gz", "white": "white_{}.gii.gz", "inflated": "infl_{}.gii.gz",
             "sphere": "sphere_{}.gii.gz", "flat": "flat_{}.gii.gz"}
@@ -102,21 +107,6 @@ def write_patches(root: Path, per_hemisphere: int = 60, patch: int = 1500) -> di
     return paths
 
 
-def cli(*args: str, quiet: bool = False) -> str:
-    from omnipatch.cli import main
-
-    buf = io.StringIO()
-    if not quiet:
-        print("$ omnipatch " + " ".join(args), flush=True)
-    with contextlib.redirect_stdout(buf):
-        code = main(list(args))
-    if not quiet:
-        print(buf.getvalue(), end="", flush=True)
-    if code != 0:
-        raise SystemExit(f"omnipatch {args[0]} failed")
-    return buf.getvalue()
-
-
 def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: list[str] | None = None) -> dict:
     from omnipatch.engine import read_metrics
 
@@ -131,18 +121,7 @@ def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: li
         "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "32",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
-    res = {}
-    for name, flag in (("pretrained encoder", []), ("random-init encoder", ["--random-init"])):
-        tag = name.split("-")[0].split()[0]
-        for split in ("train", "test"):
-            cli("embed", "--checkpoint", str(run_dir), "--data", str(paths[split]),
-                "--out", str(out / f"emb_{tag}_{split}.parquet"), *flag, quiet=True)
-        res[name] = {}
-        for k in ("knn", "linear"):
-            txt = cli("eval", k, "--embeddings", str(out / f"emb_{tag}_train.parquet"), "--test-embeddings",
-                      str(out / f"emb_{tag}_test.parquet"), "--labels", str(paths["labels"]), "--json",
-                      "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
-            res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
+    res = probe_run(run_dir, paths, out, ("knn", "linear"))
     recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
     first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
     n_test = sum(1 for _ in open(paths["test"])) - 1
@@ -150,7 +129,7 @@ def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: li
           f"{first:.4f} -> {last:.4f}")
     print(f"right-hemisphere patches ({n_test}), 5 surfaces     kNN    linear")
     for name, r in res.items():
-        print(f"  {name:<40} {r['knn']:>5.3f}  {r['linear']:>6.3f}")
+        print(f"  {LABELS[name]:<40} {r['knn']:>5.3f}  {r['linear']:>6.3f}")
     result = {"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first, "mae_last": last, **res}
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result

@@ -43,14 +43,19 @@ embeddings scored 0.958 / 0.944 / 0.951 against mean-imputed logistic regression
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+try:
+    from examples._cli import cli, probe_run
+except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
+    from _cli import cli, probe_run
+
+LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
 
 
 def write_table(root: Path, missing: float = 0.3, seed: int = 0) -> dict[str, Path]:
@@ -87,21 +92,6 @@ def baseline(paths: dict[str, Path]) -> float:
     return linear_accuracy(imp.transform(tr[feats]), tr["label"], imp.transform(te[feats]), te["label"])
 
 
-def cli(*args: str, quiet: bool = False) -> str:
-    from omnipatch.cli import main
-
-    buf = io.StringIO()
-    if not quiet:
-        print("$ omnipatch " + " ".join(args), flush=True)
-    with contextlib.redirect_stdout(buf):
-        code = main(list(args))
-    if not quiet:
-        print(buf.getvalue(), end="", flush=True)
-    if code != 0:
-        raise SystemExit(f"omnipatch {args[0]} failed")
-    return buf.getvalue()
-
-
 def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | None = None, seed: int = 0) -> dict:
     from omnipatch.engine import read_metrics
 
@@ -116,18 +106,7 @@ def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | N
         "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "64",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
-    res = {}
-    for name, flag in (("pretrained encoder", []), ("random-init encoder", ["--random-init"])):
-        tag = name.split("-")[0].split()[0]
-        for split in ("train", "test"):
-            cli("embed", "--checkpoint", str(run_dir), "--data", str(paths[split]),
-                "--out", str(out / f"emb_{tag}_{split}.parquet"), *flag, quiet=True)
-        res[name] = {}
-        for k in ("linear", "knn"):
-            txt = cli("eval", k, "--embeddings", str(out / f"emb_{tag}_train.parquet"), "--test-embeddings",
-                      str(out / f"emb_{tag}_test.parquet"), "--labels", str(paths["labels"]), "--json",
-                      "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
-            res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
+    res = probe_run(run_dir, paths, out, ("linear", "knn"))
     base = baseline(paths)
     recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
     first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
@@ -136,7 +115,7 @@ def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | N
     print(f"held-out rows ({n_test}), 30 % of cells missing     linear    kNN")
     print(f"  {'logistic regression, mean-imputed raw':<40} {base:>7.3f}      -")
     for name, r in res.items():
-        print(f"  {name:<40} {r['linear']:>7.3f}  {r['knn']:>5.3f}")
+        print(f"  {LABELS[name]:<40} {r['linear']:>7.3f}  {r['knn']:>5.3f}")
     result = {"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first, "mae_last": last,
               "baseline_mean_imputed_logreg": base, **res}
     (out / "results.json").write_text(json.dumps(result, indent=2))

@@ -53,6 +53,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    from examples._cli import cli, probe_run
+except ImportError:  # run as a script (python examples/volume_mni.py): examples/ is on the path
+    from _cli import cli, probe_run
+
 ROI = 24
 QUADRANTS = ("anterior-superior", "anterior-inferior", "posterior-superior", "posterior-inferior")
 
@@ -118,25 +123,6 @@ def prepare(root: Path, n_crops: int = 300, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
-def cli(*args: str) -> None:
-    from omnipatch.cli import main
-
-    print("$ omnipatch " + " ".join(args), flush=True)
-    if main(list(args)) != 0:
-        raise SystemExit(f"omnipatch {args[0]} failed")
-
-
-def probe_json(kind: str, train: Path, test: Path, labels: Path, out: Path) -> float:
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        cli("eval", kind, "--embeddings", str(train), "--test-embeddings", str(test), "--labels", str(labels),
-            "--json", "--plot", str(out))
-    return float(json.loads(buf.getvalue().strip().splitlines()[-1])["accuracy"])
-
-
 def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: str = "mae+contrastive:0.5",
         extra: list[str] | None = None) -> dict:
     import torch
@@ -160,14 +146,7 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: st
         "--objective", objective, "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
         *[a for s in sets for a in ("--set", s)], *(["--quiet"] if quiet else []))
     t_train = time.time() - t0
-    res = {}
-    for name, flag in (("pretrained", []), ("random init", ["--random-init"])):
-        tag = name.split()[0]
-        for split in ("train", "test"):
-            cli("embed", "--checkpoint", str(run_dir), "--data", str(data[split]),
-                "--out", str(out / f"emb_{tag}_{split}.parquet"), "--batch-size", "64", *flag)
-        res[name] = {k: probe_json(k, out / f"emb_{tag}_train.parquet", out / f"emb_{tag}_test.parquet",
-                                   data["labels"], out / f"map_{tag}_{k}.png") for k in ("knn", "linear")}
+    res = probe_run(run_dir, data, out, ("knn", "linear"), embed_args=("--batch-size", "64"), quiet=False)
 
     pre = load(run_dir)
     t = time.time()

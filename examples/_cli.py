@@ -1,0 +1,48 @@
+"""What the CLI-driven examples share: run an ``omnipatch`` command, and probe a run's frozen
+embeddings (pretrained and random init) with ``omnipatch embed`` + ``omnipatch eval``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+ENCODERS = (("pretrained", []), ("random init", ["--random-init"]))
+
+
+def cli(*args: str, quiet: bool = False) -> str:
+    """``omnipatch ARGS`` in this process; its stdout (echoed unless ``quiet``). Exits on failure."""
+    from omnipatch.cli import main
+
+    buf = io.StringIO()
+    if not quiet:
+        print("$ omnipatch " + " ".join(args), flush=True)
+    with contextlib.redirect_stdout(buf):
+        code = main(list(args))
+    if not quiet:
+        print(buf.getvalue(), end="", flush=True)
+    if code != 0:
+        raise SystemExit(f"omnipatch {args[0]} failed")
+    return buf.getvalue()
+
+
+def probe_run(run_dir: Path, data: dict[str, Path], out: Path, probes=("knn", "linear"),
+              embed_args: tuple[str, ...] = (), quiet: bool = True) -> dict[str, dict[str, float]]:
+    """Held-out accuracy ``{"pretrained" | "random init": {probe: acc}}``: embeddings of
+    ``data["train"]`` / ``data["test"]`` (written to ``out/emb_<tag>_<split>.parquet``),
+    probes fitted on train and scored on test with ``data["labels"]`` (an embedding map per
+    probe: ``out/map_<tag>_<probe>.png``)."""
+    res = {}
+    for name, flag in ENCODERS:
+        tag = name.split()[0]
+        for split in ("train", "test"):
+            cli("embed", "--checkpoint", str(run_dir), "--data", str(data[split]),
+                "--out", str(out / f"emb_{tag}_{split}.parquet"), *embed_args, *flag, quiet=quiet)
+        res[name] = {}
+        for k in probes:
+            txt = cli("eval", k, "--embeddings", str(out / f"emb_{tag}_train.parquet"), "--test-embeddings",
+                      str(out / f"emb_{tag}_test.parquet"), "--labels", str(data["labels"]), "--json",
+                      "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
+            res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
+    return res
