@@ -120,14 +120,11 @@ def config(train_csv: Path, steps: int):
 
 
 def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
-    from omnipatch.eval import knn_accuracy, linear_accuracy
+    """Held-out kNN and linear-probe accuracy (the demo's probe on frozen embeddings)."""
+    from omnipatch.demo import probe as demo_probe
 
-    _, xtr = pre.embed(train_csv)
-    _, xte = pre.embed(test_csv)
-    ytr = np.array([e.label for e in pre.open(train_csv).entries])
-    yte = np.array([e.label for e in pre.open(test_csv).entries])
-    return {"knn": knn_accuracy(xtr.numpy(), ytr, xte.numpy(), yte),
-            "linear": linear_accuracy(xtr.numpy(), ytr, xte.numpy(), yte)}
+    r = demo_probe(pre, train_csv, test_csv)
+    return {"knn": r["knn"], "linear": r["linear"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
