@@ -46,3 +46,15 @@ def probe_run(run_dir: Path, data: dict[str, Path], out: Path, probes=("knn", "l
                       "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
             res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
     return res
+
+
+def override(cfg, objective: str | None, sets: list[str]):
+    """A recipe's ``Config`` with ``--objective`` and ``--set KEY=VALUE`` applied, as the CLI does."""
+    from omnipatch.config import parse_objectives, set_key
+
+    if objective:
+        cfg.objectives = parse_objectives(objective)
+    for kv in sets:
+        k, _, v = kv.partition("=")
+        set_key(cfg, k, v)
+    return cfg

@@ -128,8 +128,8 @@ def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from examples._cli import override
     from omnipatch.api import load
-    from omnipatch.config import parse_objectives, set_key
     from omnipatch.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -146,12 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_test = sum(1 for _ in open(data["test"])) - 1
     print(f"data: {n_train} train / {n_test} held-out spoken digits ({len(VOICES)} flite voices) in {out / 'data'}"
           f" ({time.time() - t0:.0f} s)")
-    cfg = config(data["train"], a.steps)
-    if a.objective:
-        cfg.objectives = parse_objectives(a.objective)
-    for kv in a.set:
-        k, _, v = kv.partition("=")
-        set_key(cfg, k, v)
+    cfg = override(config(data["train"], a.steps), a.objective, a.set)
     t1 = time.time()
     summary = pretrain(cfg, out / "run", quiet=True)
     t_train = time.time() - t1
