@@ -53,6 +53,12 @@ class Batch:
     def replace(self, **changes) -> "Batch":
         return replace(self, **changes)
 
+    def select(self, idx: Tensor) -> "Batch":
+        """The samples at positions ``idx`` (1-D long), in that order."""
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return Batch(self.x[idx], [self.ids[i] for i in idx.tolist()] if self.ids else [], pick(self.labels),
+                     pick(self.x_mask))
+
 
 def collate(samples: list[Sample]) -> Batch:
     """Stack equally shaped samples; pad ragged first axes and mark the padding in x_mask."""

@@ -134,6 +134,21 @@ class PairedCollate:
         return PairedBatch(batches, rows, [it["id"] for it in items], [it["label"] for it in items]), bad
 
 
+def common_rows(pb: PairedBatch) -> dict[str, Tensor]:
+    """Per modality, the positions in its own batch of the rows present in every modality."""
+    present = None
+    for r in pb.rows.values():
+        mask = torch.zeros(len(pb), dtype=torch.bool, device=r.device)
+        mask[r] = True
+        present = mask if present is None else present & mask
+    out = {}
+    for m, r in pb.rows.items():
+        where = torch.full((len(pb),), -1, dtype=torch.long, device=r.device)
+        where[r] = torch.arange(len(r), device=r.device)
+        out[m] = where[present]
+    return out
+
+
 def paired_step(model, augment: dict, strength: float = 1.0):
     """``(paired batch, generator) -> terms``: each modality's own objectives on its rows, plus
     the cross-modal CLIP term on rows present in every modality.
@@ -146,7 +161,10 @@ def paired_step(model, augment: dict, strength: float = 1.0):
 
     def compute(pb: PairedBatch, g: torch.Generator) -> dict:
         terms, total, pooled = {}, 0.0, {}
-        cross = model.cross if model.cross is not None and len(pb.batches) == len(model.adapters) else None
+        cross, common = model.cross, common_rows(pb)
+        n_common = len(next(iter(common.values())))
+        if cross is None or len(pb.batches) != len(model.adapters) or n_common < 2:
+            cross = None  # the CLIP term needs every modality and at least two complete pairs
         for m, batch in pb.batches.items():
             n = model.n_views
             views = [augment[m](batch, g, strength) for _ in range(n)] if n > 1 else [batch]
@@ -155,23 +173,16 @@ def paired_step(model, augment: dict, strength: float = 1.0):
                 if k != "loss":
                     terms[f"{m}/{k}"] = v
             total = total + t["loss"]
-            if cross is not None and cross.views == "full":
-                view = augment[m](batch, g, cross.augment) if cross.augment > 0 and m in augment else batch
+            if cross is None:
+                continue
+            if cross.views == "full":  # encode only the complete pairs' samples again
+                view = batch.select(common[m])
+                view = augment[m](view, g, cross.augment) if cross.augment > 0 and m in augment else view
                 pooled[m] = model.embed(view, m)
             else:
-                pooled[m] = encoded[0].pooled
-        common = None
-        for m in pb.batches:
-            present = torch.zeros(len(pb), dtype=torch.bool, device=pb.rows[m].device)
-            present[pb.rows[m]] = True
-            common = present if common is None else common & present
-        if cross is not None and int(common.sum()) >= 2:
-            sel = {}
-            for m in pb.batches:  # position of each common row within modality m's batch
-                where = torch.full((len(pb),), -1, dtype=torch.long, device=common.device)
-                where[pb.rows[m]] = torch.arange(len(pb.rows[m]), device=common.device)
-                sel[m] = pooled[m][where[common]]
-            terms["cross"] = cross(sel)
+                pooled[m] = encoded[0].pooled[common[m]]
+        if cross is not None:
+            terms["cross"] = cross(pooled)
             total = total + cross.weight * terms["cross"]
         terms["loss"] = total
         return terms

@@ -76,3 +76,25 @@ def test_separate_encoders_learn_and_round_trip(tmp_path):
     again.load_state_dict(model.state_dict())
     model.eval(), again.eval()
     torch.testing.assert_close(again.embed(pb.batches["b"], "b", space="cross"), model.embed(pb.batches["b"], "b", space="cross"))
+
+
+def test_common_rows_and_clip_on_complete_pairs_only():
+    from omnipatch.paired import common_rows
+
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 16, 16)
+    # pair rows 0..4; modality a has rows 0, 1, 3, 4; modality b has rows 1, 2, 3, 4
+    pb = PairedBatch({"a": Batch(x[[0, 1, 3, 4]], ["0", "1", "3", "4"]), "b": Batch(x[[1, 2, 3, 4]].flip(-1))},
+                     {"a": torch.tensor([0, 1, 3, 4]), "b": torch.tensor([1, 2, 3, 4])}, [str(i) for i in range(5)])
+    common = common_rows(pb)
+    assert common["a"].tolist() == [1, 2, 3] and common["b"].tolist() == [0, 2, 3]  # pair rows 1, 3, 4
+    sub = pb.batches["a"].select(common["a"])
+    assert sub.ids == ["1", "3", "4"] and torch.equal(sub.x, x[[1, 3, 4]])
+    model = _model("full").eval()
+    terms = paired_step(model, {})(pb, torch.Generator().manual_seed(0))
+    za = model.embed(sub, "a")
+    zb = model.embed(pb.batches["b"].select(common["b"]), "b")
+    torch.testing.assert_close(terms["cross"], model.cross({"a": za, "b": zb}))
+    one = PairedBatch({"a": Batch(x[:2]), "b": Batch(x[2:4])}, {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 2])},
+                      ["0", "1", "2"])
+    assert "cross" not in paired_step(model, {})(one, torch.Generator().manual_seed(0))  # one pair: no CLIP term
