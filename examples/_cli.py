@@ -58,3 +58,10 @@ def override(cfg, objective: str | None, sets: list[str]):
         k, _, v = kv.partition("=")
         set_key(cfg, k, v)
     return cfg
+
+
+def add_recipe_args(parser, objective: str | None = None) -> None:
+    """``--objective`` (default: the recipe's own) and repeatable ``--set KEY=VALUE`` overrides."""
+    parser.add_argument("--objective", default=objective,
+                        help="the recipe's objectives, e.g. mae+vicreg:0.05" + (f" (default {objective})" if objective else ""))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")

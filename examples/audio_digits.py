@@ -128,15 +128,14 @@ def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from examples._cli import override
+    from examples._cli import add_recipe_args, override
     from omnipatch.api import load
     from omnipatch.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/audio_digits")
     ap.add_argument("--steps", type=int, default=700)
-    ap.add_argument("--objective", help="replace the recipe's objectives, e.g. mae+vicreg:0.05")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
+    add_recipe_args(ap)
     ap.add_argument("--holdout-voice", choices=VOICES, help="test on an unseen voice (speaker) instead of a random split")
     a = ap.parse_args(argv)
     out = Path(a.out)

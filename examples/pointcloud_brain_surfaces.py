@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 try:
-    from examples._cli import cli, probe_run
+    from examples._cli import add_recipe_args, cli, probe_run
 except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
-    from _cli import cli, probe_run
+    from _cli import add_recipe_args, cli, probe_run
 
 LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
 
@@ -139,8 +139,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", default="runs/pointcloud")
-    p.add_argument("--objective", default="mae+contrastive:0.5", help="the recipe's objectives")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
+    add_recipe_args(p, "mae+contrastive:0.5")
     a = p.parse_args()
     run(Path(a.out), a.steps, a.objective, a.set)
 

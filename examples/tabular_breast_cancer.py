@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 try:
-    from examples._cli import cli, probe_run
+    from examples._cli import add_recipe_args, cli, probe_run
 except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
-    from _cli import cli, probe_run
+    from _cli import add_recipe_args, cli, probe_run
 
 LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
 
@@ -126,9 +126,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", default="runs/tabular")
-    p.add_argument("--objective", default="mae+dhel", help="the recipe's objectives")
+    add_recipe_args(p, "mae+dhel")
     p.add_argument("--seed", type=int, default=0, help="which cells go missing, and the split")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
     a = p.parse_args()
     run(Path(a.out), a.steps, a.objective, a.set, a.seed)
 

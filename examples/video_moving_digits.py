@@ -156,7 +156,7 @@ def probe(pre, data: dict[str, Path]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from examples._cli import override
+    from examples._cli import add_recipe_args, override
     from omnipatch.api import load
     from omnipatch.pretrain import pretrain
 
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="runs/video_moving_digits")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--clips", type=int, default=1200)
-    ap.add_argument("--objective", help="replace the recipe's objectives, e.g. mae+vicreg:0.05")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
+    add_recipe_args(ap)
     a = ap.parse_args(argv)
     out = Path(a.out)
     t0 = time.time()

@@ -54,9 +54,9 @@ from pathlib import Path
 import numpy as np
 
 try:
-    from examples._cli import cli, probe_run
+    from examples._cli import add_recipe_args, cli, probe_run
 except ImportError:  # run as a script (python examples/volume_mni.py): examples/ is on the path
-    from _cli import cli, probe_run
+    from _cli import add_recipe_args, cli, probe_run
 
 ROI = 24
 QUADRANTS = ("anterior-superior", "anterior-inferior", "posterior-superior", "posterior-inferior")
@@ -186,8 +186,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--patch", type=int, default=6, help="cube patch edge in voxels (ROI is 24)")
     p.add_argument("--verbose", action="store_true")
-    p.add_argument("--objective", default="mae+contrastive:0.5", help="the recipe's objectives")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the recipe")
+    add_recipe_args(p, "mae+contrastive:0.5")
     a = p.parse_args()
     run(Path(a.out), a.steps, a.patch, quiet=not a.verbose, objective=a.objective, extra=a.set)
 
