@@ -37,15 +37,19 @@ class Pretrained:
             raise OmnipatchError(f"this run was trained on {', '.join(self.modalities)}, not {m!r}")
         return m
 
-    def open(self, source, on_bad_sample: str = "raise", modality: str | None = None):
-        """Dataset of ``source`` read with the same options as pretraining."""
+    def open(self, source, on_bad_sample: str = "raise", modality: str | None = None, options: dict | None = None):
+        """Dataset of ``source`` read with the same options as pretraining, updated by
+        ``options`` (those the model was built from must not change; see
+        :mod:`omnipatch.dataflags`)."""
+        from omnipatch.dataflags import merge_checked
         from omnipatch.pretrain import open_data
 
         m = self._name(modality)
         opts = self.config["run"]["data"].get("options", {})
         if len(self.modalities) > 1:
             opts = opts.get(m, {})
-        return open_data(MODALITIES.get(m), source, opts, on_bad_sample)
+        spec = MODALITIES.get(m)
+        return open_data(spec, source, merge_checked(spec, opts, options or {}), on_bad_sample)
 
     @torch.no_grad()
     def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from omnipatch.dataflags import add_data_flags
 from omnipatch.errors import OmnipatchError
 
 
@@ -24,47 +25,90 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _pretrain(a) -> None:
-    from omnipatch.config import Config, load_yaml, parse_objectives, set_key
+    from omnipatch.config import Config, apply_keys, load_yaml_dict, parse_duration, parse_objectives, set_key
+    from omnipatch.dataflags import data_options
+    from omnipatch.modality import MODALITIES, load_builtin
     from omnipatch.pretrain import pretrain
 
-    cfg = load_yaml(a.config) if a.config else Config()
+    load_builtin()
+    given = load_yaml_dict(a.config) if a.config else {}
+    modality = a.modality or (given.get("data") or {}).get("modality") or Config().data.modality
+    cfg = Config()
+    names = [m.strip() for m in str(modality).split(",") if m.strip()]
+    recipe = MODALITIES.get(names[0]).recipe if len(names) == 1 and not a.resume else {}
+    apply_keys(cfg, recipe)  # the modality's measured recipe, under everything the user gives
+    cfg = Config.from_dict(given, base=cfg)
     for flag, key in (("modality", "data.modality"), ("data", "data.source"), ("preset", "model.preset"),
                       ("steps", "train.steps"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("on_bad_sample", "data.on_bad_sample"), ("seed", "train.seed")):
         v = getattr(a, flag)
         if v is not None:
             set_key(cfg, key, v)
+    if a.budget:
+        cfg.train.budget = parse_duration(a.budget)
     if a.objective:
         cfg.objectives = parse_objectives(a.objective)
-    # data options with their own flags (DESIGN 4b): climate variables/levels, table columns
-    for flag, key in (("variables", "variables"), ("levels", "levels"), ("id_column", "id_column"),
-                      ("label_column", "label_column")):
-        v = getattr(a, flag)
-        if v is not None:
-            if flag == "levels":
-                v = [float(x) for x in v.split(",")]
-            elif flag == "variables":
-                v = [x.strip() for x in v.split(",")]
-            cfg.data.options[key] = v
+    cfg.data.options.update(data_options(a, sets_only_data=False))  # --variables, --id-column, ...
     for kv in a.set or []:
         k, eq, v = kv.partition("=")
         if not eq:
             raise OmnipatchError(f"--set expects key=value, got {kv!r}")
         set_key(cfg, k.strip(), v.strip())
-    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet)
+    if recipe and not a.quiet:
+        objs = "+".join(f"{n}:{o.get('weight', 1.0):g}" for n, o in cfg.objectives.items())
+        print(f"recipe for {names[0]}: objectives {objs}, augment_strength {cfg.data.augment_strength:g}, "
+              f"mask_ratio {cfg.model.mask_ratio:g}, lr {cfg.train.lr:g} (the modality's measured default; "
+              f"--objective / --set override)")
+    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet, labels=a.labels)
     last = summary["last"]
-    print(f"pretrained {summary['steps']} steps: " + ", ".join(
-        f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "samples_per_s", "grad_norm")))
-    print(f"run directory: {summary['run_dir']} (checkpoint/, metrics.jsonl, loss_curve.png, reconstruction.png)")
+    if summary["steps"] == 0:
+        print("pretrained 0 steps: wrote the initial (random-init) checkpoint")
+    else:
+        print(f"pretrained {summary['steps']} steps: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "samples_per_s", "grad_norm")
+            and not k.startswith("health/")))
+    print(f"run directory: {summary['run_dir']} (checkpoint/, plan.json, metrics.jsonl, loss_curve.png, "
+          f"reconstruction.png{', report.md' if summary.get('report') else ''})")
+    if summary.get("report"):
+        print(summary["report_summary"])
 
 
 def _embed(a) -> None:
     from omnipatch.api import load, write_embeddings
+    from omnipatch.dataflags import data_options
 
     pre = load(a.checkpoint, random_init=a.random_init)
-    ids, emb = pre.embed(pre.open(a.data, a.on_bad_sample), batch_size=a.batch_size)
+    ds = pre.open(a.data, a.on_bad_sample, modality=a.modality, options=data_options(a))
+    ids, emb = pre.embed(ds, batch_size=a.batch_size, modality=a.modality)
     write_embeddings(a.out, ids, emb.numpy())
     print(f"wrote {len(ids)} embeddings of width {emb.shape[1]} to {a.out}")
+
+
+def _inspect(a) -> None:
+    from omnipatch.dataflags import data_options
+    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.plan import fit_batch_size, scan
+
+    load_builtin()
+    spec = MODALITIES.get(a.modality)
+    opts = data_options(a)
+    plan = scan(spec, a.data, opts)
+    from omnipatch.pretrain import open_data
+
+    ds = open_data(spec, a.data, {**plan.options(), **opts}, "skip")
+    plan.facts.setdefault("samples", len(ds))
+    fit_batch_size(plan, a.batch_size or 0, len(ds))
+    if a.out:
+        plan.save(a.out)
+    print(json.dumps({"facts": plan.facts, "fits": plan.fits}, default=str) if a.json else "\n".join(plan.lines()))
+
+
+def _report(a) -> None:
+    from omnipatch.eval.report import report
+
+    res = report(a.run, labels=a.labels, data=a.data, out=a.out, seed=a.seed)
+    print(res["summary"])
+    print(f"report: {res['path']}")
 
 
 def _read_labels(path: str) -> dict[str, str]:
@@ -146,12 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int)
+    s.add_argument("--budget", help="wall-clock budget (90s, 10m, 1.5h): steps are sized to it on this machine")
     s.add_argument("--on-bad-sample", choices=["raise", "skip"])
-    s.add_argument("--variables", help="climate: comma-separated variable names")
-    s.add_argument("--levels", help="climate: comma-separated level values (e.g. 500,850)")
-    s.add_argument("--id-column", help="tabular: the id column (not a feature)")
-    s.add_argument("--label-column", help="tabular: the label column (not a feature)")
+    add_data_flags(s, with_set=False)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
+    s.add_argument("--labels", help="CSV id,label: end with the 'did pretraining help?' report (report.md); "
+                                    "a manifest's label column does the same")
     s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_pretrain)
@@ -163,7 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
     s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
+    s.add_argument("--modality", help="paired runs: which modality --data holds (default: the first)")
+    add_data_flags(s)
     s.set_defaults(func=_embed)
+
+    s = sub.add_parser("inspect", help="scan a data source: what it holds and the defaults it fits")
+    s.add_argument("data", help="folder, glob, manifest or file(s)")
+    s.add_argument("--modality", required=True)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--out", help="write the plan as JSON")
+    s.add_argument("--json", action="store_true")
+    add_data_flags(s)
+    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="a data option")
+    s.set_defaults(func=_inspect)
+
+    s = sub.add_parser("report", help="did pretraining help? pretrained vs random init vs raw features")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--labels", help="CSV with id,label (default: the data's own labels)")
+    s.add_argument("--data", help="data source (default: the run's)")
+    s.add_argument("--out", help="report folder (default: the run directory)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_report)
 
     s = sub.add_parser("eval", help="kNN or linear probe on embeddings")
     s.add_argument("method", choices=["knn", "linear"])

@@ -49,7 +49,8 @@ class ModelConfig:
 class TrainConfig:
     steps: int = 1000
     epochs: int = 0  # > 0 overrides steps
-    batch_size: int = 128
+    budget: float = 0.0  # > 0: seconds of wall clock; steps are sized to it after a few timed steps
+    batch_size: int = 0  # 0 = fit to the data: 128, or the whole data set when it is smaller
     lr: float = 1e-3  # peak AdamW learning rate for the whole batch (no linear scaling)
     min_lr_ratio: float = 0.01
     weight_decay: float = 0.05
@@ -77,8 +78,9 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        cfg = cls()
+    def from_dict(cls, d: dict, base: "Config | None" = None) -> "Config":
+        """A config from nested sections, on top of ``base`` (default: the defaults)."""
+        cfg = base or cls()
         for section, values in (d or {}).items():
             if section not in _SECTIONS:
                 raise OmnipatchError(_unknown_key(section, list(_SECTIONS)))
@@ -150,6 +152,16 @@ def set_key(cfg: Config, dotted: str, value: Any) -> None:
     setattr(obj, parts[1], _coerce(value, getattr(obj, parts[1]), dotted))
 
 
+def apply_keys(cfg: Config, keys: dict) -> Config:
+    """Set dotted ``keys`` (``{"objectives": "mae+dhel", "data.augment_strength": 0.5}``)."""
+    for k, v in keys.items():
+        if k == "objectives":
+            cfg.objectives = parse_objectives(v) if isinstance(v, str) else dict(v)
+        else:
+            set_key(cfg, k, v)
+    return cfg
+
+
 def parse_objectives(spec: str) -> dict:
     """``"mae+contrastive:0.5"`` -> ``{"mae": {"weight": 1.0}, "contrastive": {"weight": 0.5}}``."""
     out = {}
@@ -164,7 +176,20 @@ def parse_objectives(spec: str) -> dict:
     return out
 
 
-def load_yaml(path: str | Path) -> Config:
+def parse_duration(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"`` -> seconds."""
+    t = str(text).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if unit else t) * (unit or 1)
+    except ValueError:
+        raise OmnipatchError(f"a duration looks like 90s, 10m or 1.5h, got {text!r}") from None
+    if value <= 0:
+        raise OmnipatchError(f"a duration must be positive, got {text!r}")
+    return value
+
+
+def load_yaml_dict(path: str | Path) -> dict:
     import yaml
 
     p = Path(path)
@@ -176,4 +201,8 @@ def load_yaml(path: str | Path) -> Config:
         raise OmnipatchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict):
         raise OmnipatchError(f"{path}: top level must be a mapping of sections")
-    return Config.from_dict(d)
+    return d
+
+
+def load_yaml(path: str | Path) -> Config:
+    return Config.from_dict(load_yaml_dict(path))

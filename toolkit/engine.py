@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -109,6 +109,17 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     streaming = isinstance(dataset, IterableDataset)
+    for key in ("batch_size", "steps", "epochs", "grad_accum", "log_every", "checkpoint_every"):
+        low = 1 if key in ("grad_accum", "log_every", "checkpoint_every") else 0
+        if getattr(cfg, key) < low:
+            raise OmnipatchError(f"train.{key} must be >= {low}, got {getattr(cfg, key)}")
+    if cfg.batch_size == 1:
+        raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+    if cfg.batch_size == 0:  # fit to the data (omnipatch.plan): 128 or the data set once per step
+        from omnipatch.plan import DEFAULT_BATCH
+
+        per = DEFAULT_BATCH if streaming else len(dataset) // (cfg.grad_accum * world)
+        cfg = replace(cfg, batch_size=max(1, min(DEFAULT_BATCH, per)))
     if streaming:
         if cfg.epochs > 0:
             raise OmnipatchError("a streamed (sharded) data set has no length: give train.steps, not epochs")
@@ -117,7 +128,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
         if per_epoch == 0:
             raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
-                                 f"= {cfg.batch_size * cfg.grad_accum * world}")
+                                 f"= {cfg.batch_size * cfg.grad_accum * world}; give a smaller --batch-size, "
+                                 f"or none to fit it to the data")
         total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
     step_module = StepModule(model, compute)
     train_module = strategy.wrap(step_module)
@@ -168,8 +180,12 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     n_acc, seen, t_log = 0, 0, time.time()
     watch = monitor is not None and cfg.monitor_every > 0 and not (strategy.distributed and strategy.name == "fsdp")
     skipped_f = run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl"
+    budget = Budget(cfg.budget, start) if cfg.budget > 0 and not resume else None
+    if budget is not None and not streaming and cfg.epochs == 0:
+        total = 10**9  # provisional: the budget sets the total after a few timed steps
     train_module.train()
-    for step in range(start, total):
+    step = start
+    while step < total:
         for micro in range(cfg.grad_accum):
             batch, bad = next(loader)
             if bad:
@@ -231,8 +247,20 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                         terms_txt += f" | {describe(health)}"
                     progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
             acc, health, n_acc, seen, t_log = {}, {}, 0, 0, time.time()
+        if budget is not None and budget.due(done):
+            total = budget.size(done, total)
+            sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
+            progress.total = total
+            if isinstance(config.get("run"), dict):  # a resume continues these steps
+                config["run"]["train"].update(steps=total, budget=0.0)
+            if main:
+                print(f"\nbudget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
+                      f"{total} steps", file=sys.stderr, flush=True)
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
+        step = done
+    if total == 0:  # --steps 0: the initial weights, so a random-init baseline is a real run
+        save(0)
     if not quiet and main:
         progress.close()
     records = read_metrics(metrics_path) if main else []
@@ -240,6 +268,33 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         plot_curve(records, run_dir / "loss_curve.png")
     return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
             "train_config": asdict(cfg), "rank": strategy.rank, "world": world}
+
+
+class Budget:
+    """Sizes a run to a wall-clock budget: times steps ``start+2 .. start+6`` (the first ones
+    pay for allocation and warm-up), then ``size`` gives the total that fits the rest."""
+
+    TIMED = 5
+
+    def __init__(self, seconds: float, start: int):
+        self.seconds, self.start, self.t0 = seconds, start, time.perf_counter()
+        self.t_timed: float | None = None
+        self.per_step = 0.0
+        self.decided = False
+
+    def due(self, done: int) -> bool:
+        if self.decided:
+            return False
+        if done == self.start + 1:
+            self.t_timed = time.perf_counter()
+        return done == self.start + 1 + self.TIMED
+
+    def size(self, done: int, total: int) -> int:
+        now = time.perf_counter()
+        self.per_step = (now - self.t_timed) / self.TIMED
+        self.decided = True
+        left = self.seconds - (now - self.t0)
+        return max(done, done + int(left / max(self.per_step, 1e-6)))
 
 
 class StepModule(nn.Module):

@@ -34,6 +34,21 @@ class ModalitySpec:
         thumbnail: ``(Sample) -> 2-D or (H, W, 3) array`` for pictures (retrieval results);
             None: the default of :func:`omnipatch.plots.thumbnail` (the first channels,
             middle slice of any further axes).
+        scan: ``(source, options, explicit) -> (facts, fits)``: a cheap look at the data before it is
+            opened (counts, sizes, lengths, channels, ranges, missing cells). ``options`` are the
+            defaults updated by the user's, ``explicit`` the names the user set;
+            ``fits`` maps each option the data decides
+            to ``(value, reason)`` (see :mod:`omnipatch.plan`). None: no modality facts.
+        recipe: the default training recipe for this modality, as config keys
+            (``{"objectives": "mae+dhel", "data.augment_strength": 0.5, ...}``), applied by
+            the CLI under the user's own YAML / flags / ``--set``; each chosen by measurement
+            (README, Results).
+        raw_features: ``(Sample) -> 1-D float array``: the modality's raw-feature baseline
+            for the "did pretraining help?" report (pixels, log-mel statistics, D2 shape
+            histogram, ...). None: the flattened sample.
+        raw_name: a few words naming that baseline in reports.
+        model_options: options baked into a trained model (variables, columns, channels,
+            patch size ...): ``embed`` / ``finetune`` / ``retrieve`` refuse a different value.
     """
 
     name: str
@@ -45,6 +60,11 @@ class ModalitySpec:
     default_mask: str = "random"
     options: dict[str, Any] = field(default_factory=dict)
     thumbnail: Callable[[Any], Any] | None = None
+    scan: Callable[[Any, dict, set], tuple[dict, dict]] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    raw_features: Callable[[Any], Any] | None = None
+    raw_name: str = "raw values"
+    model_options: tuple[str, ...] = ()
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities")

@@ -19,6 +19,7 @@ from omnipatch.masking import MASKS, MaskSpec
 from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec, load_builtin
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
+from omnipatch.plan import Plan, fit_batch_size, scan
 from omnipatch.shards import is_shard_source
 
 
@@ -113,13 +114,29 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     return stream, {spec.name: probe}
 
 
-def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> dict:
+def plan_data(cfg: Config, names: list[str]) -> Plan:
+    """Scan the data of a single-modality run and write the fitted options into
+    ``cfg.data.options`` (explicit options win); paired runs and shard streams are not
+    scanned (the batch size is still fitted)."""
+    if len(names) > 1 or is_shard_source(str(cfg.data.source)):
+        return Plan(cfg.data.modality, str(cfg.data.source))
+    plan = scan(MODALITIES.get(names[0]), cfg.data.source, cfg.data.options)
+    cfg.data.options = {**plan.options(), **cfg.data.options}
+    return plan
+
+
+def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
+             labels: str | None = None) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
     (cross-modal) training on a manifest with one column per modality. With ``resume=True``
     the architecture (including normalisation statistics) comes from the checkpoint in
     ``out``; ``cfg.train.steps`` may be raised to train longer.
+
+    Before training the data is scanned (:mod:`omnipatch.plan`; ``out/plan.json``). After
+    it, a single-modality run with labels (``labels`` CSV, or the data's own labels) ends
+    with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
     """
     load_builtin()
     out = Path(out)
@@ -133,14 +150,26 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         raise OmnipatchError("no modality given (--modality)")
     for m in names:
         check_names(cfg, MODALITIES.get(m))
+    plan = None if resume else plan_data(cfg, names)
     dataset, per_modality = open_run_data(cfg)
+    main = os.environ.get("RANK", "0") == "0"
+    if plan is not None:
+        n = None if isinstance(dataset, torch.utils.data.IterableDataset) else len(dataset)
+        cfg.train.batch_size = fit_batch_size(plan, cfg.train.batch_size, n, int(os.environ.get("WORLD_SIZE", "1")),
+                                              cfg.train.grad_accum)
+        plan.facts.setdefault("samples", n)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            plan.save(out / "plan.json")
+            if not quiet:
+                print("\n".join(plan.lines()), flush=True)
     model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
         dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None)}
     out.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("RANK", "0") == "0":
+    if main:
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if len(names) == 1:
         spec = MODALITIES.get(names[0])
@@ -164,6 +193,17 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
                 for m, ds in per_modality.items()]
     summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
+    has_labels = labels or getattr(dataset, "classes", None)
+    if summary["rank"] == 0 and len(names) == 1 and has_labels and not is_shard_source(str(cfg.data.source)):
+        from omnipatch.eval.report import report
+
+        try:
+            rep = report(out, labels=labels, seed=cfg.train.seed)
+            summary["report"], summary["report_summary"] = rep["path"], rep["summary"]
+        except OmnipatchError as e:
+            if labels:  # asked for: say why not
+                raise
+            summary["report_summary"] = f"no report: {e}"
     return summary
 
 

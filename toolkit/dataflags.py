@@ -1,0 +1,88 @@
+"""One set of data flags for every command that reads data (``pretrain``, ``embed``,
+``finetune``, ``retrieve``), and the check of those flags against a trained run.
+
+``--variables`` / ``--levels`` (climate), ``--id-column`` / ``--label-column`` (tables),
+``--option KEY=VALUE`` and ``--set data.options.KEY=VALUE`` all become data options. A
+command that reads data for a trained model accepts the same flags as ``pretrain`` did; an
+option the model was built from (``ModalitySpec.model_options``: variables, columns, channels,
+patch size ...) must then equal the run's, any other one (a time range, a crop) may change.
+"""
+
+from __future__ import annotations
+
+import json
+
+from omnipatch.errors import OmnipatchError
+
+#: flag -> (option key, parser)
+FLAGS = {
+    "variables": ("variables", lambda v: [x.strip() for x in v.split(",") if x.strip()]),
+    "levels": ("levels", lambda v: [float(x) for x in v.split(",") if x.strip()]),
+    "id_column": ("id_column", str),
+    "label_column": ("label_column", str),
+}
+
+
+def add_data_flags(parser, with_set: bool = True) -> None:
+    """The data flags of ``pretrain`` on another command's parser."""
+    parser.add_argument("--variables", help="climate: comma-separated variable names")
+    parser.add_argument("--levels", help="climate: comma-separated level values (e.g. 500,850)")
+    parser.add_argument("--id-column", help="tabular: the id column (not a feature)")
+    parser.add_argument("--label-column", help="tabular: the label column (not a feature)")
+    if with_set:
+        parser.add_argument("--set", action="append", metavar="data.options.KEY=VALUE",
+                            help="a data option, as pretrain's --set (only data.options.* keys here)")
+
+
+def _value(v: str):
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+def data_options(a, sets_only_data: bool = True) -> dict:
+    """The data options given on the command line ``a`` (argparse namespace)."""
+    out = {}
+    for flag, (key, parse) in FLAGS.items():
+        v = getattr(a, flag, None)
+        if v is not None:
+            try:
+                out[key] = parse(v)
+            except ValueError:
+                raise OmnipatchError(f"--{flag.replace('_', '-')}: cannot parse {v!r}") from None
+    for kv in getattr(a, "option", None) or []:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise OmnipatchError(f"--option expects key=value, got {kv!r}")
+        out[k.strip()] = _value(v.strip())
+    if sets_only_data:
+        for kv in getattr(a, "set", None) or []:
+            k, eq, v = kv.partition("=")
+            k = k.strip()
+            if not eq or not k.startswith("data.options.") or k.count(".") != 2:
+                raise OmnipatchError(f"--set here takes data.options.KEY=VALUE (the model comes from the "
+                                     f"checkpoint), got {kv!r}")
+            out[k.removeprefix("data.options.")] = _value(v.strip())
+    return out
+
+
+def merge_checked(spec, saved: dict, given: dict, allow: tuple[str, ...] = ()) -> dict:
+    """The run's saved data options updated by ``given``; an option the model was built from
+    (``spec.model_options``, less ``allow``) must not change."""
+    for k, v in given.items():
+        if k in spec.model_options and k not in allow and k in saved and not _same(saved[k], v):
+            raise OmnipatchError(f"{spec.name} option {k!r} = {v!r} differs from the checkpoint's {saved[k]!r}: "
+                                 f"the model was built with it (leave the flag out to use the checkpoint's)")
+    return {**saved, **given}
+
+
+def _same(a, b) -> bool:
+    """Equal as option values: ``"tas,pr"`` == ``["tas", "pr"]``, ``"tas"`` == ``["tas"]``, 500 == 500.0."""
+    def norm(v):
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",")]
+        if isinstance(v, (list, tuple)):
+            return [norm(x)[0] if isinstance(x, str) else x for x in v]
+        return [v]
+    return norm(a) == norm(b)
