@@ -406,6 +406,43 @@ def _adapter_kwargs(dataset: ClimateDataset, options: dict) -> dict:
             "lat_weighted": bool(options.get("lat_weighted", True))}
 
 
+#: CPU budget of the fitted defaults: tokens per sample (attention is quadratic in them)
+MAX_TOKENS = 256
+
+
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """Time steps, grid, variables (lazily: metadata only). Fits ``window`` to the time axis
+    and ``patch_size`` so that ``variables x windows/time_patch x ceil(H/p) x ceil(W/p)``
+    stays within :data:`MAX_TOKENS` tokens per sample (the CPU budget)."""
+    keys = ("variables", "levels", "time_range", "engine", "block")
+    ds = ClimateDataset(source, window=1, on_bad_sample="skip", **{k: options.get(k) for k in keys
+                                                                    if options.get(k) is not None})
+    H, W = ds.lat.shape
+    V, T = len(ds.variables), ds.n_times
+    facts = {"files": len(ds.paths), "time_steps": T, "grid": f"{H} x {W}", "variables": list(ds.variables)}
+    fits = {}
+    if "variables" not in explicit:  # recorded, so embedding later data reads the same channels
+        fits["variables"] = (list(ds.variables), "every gridded variable with a time axis, in file order")
+    window = int(options.get("window") or 1)
+    if window > T and "window" not in explicit:
+        window = T
+        fits["window"] = (T, f"the data has {T} time steps")
+    if "patch_size" not in explicit:
+        p = int(options.get("patch_size") or 4)
+        steps = max(1, window // int(options.get("time_patch") or 1))
+        while V * steps * math.ceil(H / p) * math.ceil(W / p) > MAX_TOKENS and p < max(H, W):
+            p += 1
+        tokens = V * steps * math.ceil(H / p) * math.ceil(W / p)
+        fits["patch_size"] = (p, f"{V} variable(s) on a {H} x {W} grid: {tokens} tokens per sample at patch {p} "
+                                 f"(at most {MAX_TOKENS} on a CPU budget)")
+    return facts, fits
+
+
+def _cell_values(sample) -> np.ndarray:
+    """Per-cell values of every variable (the coordinate channels dropped)."""
+    return sample.x[:-2].float().flatten().numpy()
+
+
 def _open(source, on_bad_sample: str = "raise", patch_size=None, time_patch=None, lat_weighted=None,
           **options) -> ClimateDataset:
     return ClimateDataset(source, on_bad_sample=on_bad_sample, **options)
@@ -421,5 +458,12 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"variables": None, "levels": None, "window": 1, "stride": 1, "time_range": None, "engine": None,
              "block": 64, "patch_size": 4, "time_patch": 1, "lat_weighted": True},
+    scan=_scan,
+    # examples/climate_na.py: MAE alone predicts a hidden variable best; contrastive views of
+    # one field have no invariance to teach
+    recipe={"objectives": "mae"},
+    raw_features=_cell_values,
+    raw_name="per-cell values",
+    model_options=("variables", "levels", "patch_size", "time_patch"),
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -344,6 +344,65 @@ def _adapter_kwargs(dataset: PointCloudDataset, options: dict) -> dict:
             "mean": mean, "std": std}
 
 
+def _count_points(path: str, mesh_points: int) -> int | None:
+    """Points a file gives: a PLY header's vertex count, ``mesh_points`` for a mesh, else read."""
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix in MESH_EXTENSIONS or (suffix == ".ply" and _ply_has_faces(path)):
+            return mesh_points
+        if suffix == ".ply":
+            with open(path, "rb") as f:
+                header = f.read(65536).split(b"end_header", 1)[0].decode("ascii", "replace")
+            for line in header.splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[:2] == ["element", "vertex"] and parts[2].isdigit():
+                    return int(parts[2])
+        return len(read_points(path, mesh_points).points)
+    except Exception:
+        return None
+
+
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """Points per file of up to 64 evenly spaced files. Fits the groups to the smallest
+    cloud ``n`` (after ``max_points``): ``num_groups = clamp(n // 16, 4, 64)`` FPS centres and
+    ``group_size = clamp(2 n / num_groups, 4, 32)`` neighbours, so groups overlap about 2x
+    as in Point-MAE (1,024 points: 64 groups of 32)."""
+    from omnipatch.plan import evenly
+
+    entries = resolve(source, EXTENSIONS)
+    mesh_points, cap = int(options.get("mesh_points") or 2048), int(options.get("max_points") or 2048)
+    counts = [c for c in (_count_points(entries[i].path, mesh_points) for i in evenly(len(entries), 64))
+              if c is not None]
+    facts: dict = {"files": len(entries)}
+    if not counts:
+        return facts, {}
+    counts.sort()
+    facts.update(points_min=counts[0], points_median=counts[len(counts) // 2], points_max=counts[-1])
+    n = min(counts[0], cap)
+    fits = {}
+    groups = int(options.get("num_groups") or 64)
+    if "num_groups" not in explicit:
+        groups = int(min(64, max(4, n // 16)))
+        fits["num_groups"] = (groups, f"the smallest cloud has {n} points")
+    if "group_size" not in explicit:
+        size = int(min(32, max(4, 2 * n // max(groups, 1))))
+        fits["group_size"] = (size, f"{groups} groups over {n} points overlap about 2x")
+    return facts, fits
+
+
+def d2_histogram(sample, bins: int = 32, pairs: int = 4096) -> np.ndarray:
+    """Osada et al.'s D2 shape distribution: a histogram of distances between random point
+    pairs (xyz scaled to the unit sphere, so distances lie in [0, 2]); invariant to rotation.
+    Pairs come from a fixed generator, so the feature is deterministic."""
+    x = sample.x[:, :3].double().numpy()
+    if sample.x_mask is not None:
+        x = x[~sample.x_mask.numpy()]
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(x), pairs), rng.integers(0, len(x), pairs)
+    d = np.linalg.norm(x[i] - x[j], axis=1)
+    return np.histogram(d, bins=bins, range=(0.0, 2.0))[0] / pairs
+
+
 def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None, min_points: int = 1,
           on_bad_sample: str = "raise", **_) -> PointCloudDataset:
     return PointCloudDataset(source, max_points=max_points, mesh_points=mesh_points, features=features,
@@ -370,6 +429,12 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
              "num_groups": 64, "group_size": 32, "point_hidden": 64},
+    scan=_scan,
+    # examples/pointcloud_brain_surfaces.py: MAE + NT-Xent at half weight
+    recipe={"objectives": "mae+contrastive:0.5"},
+    raw_features=d2_histogram,
+    raw_name="D2 shape histogram",
+    model_options=("features", "point_hidden"),
     thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

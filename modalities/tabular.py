@@ -263,6 +263,53 @@ def _adapter_kwargs(dataset: TableDataset, options: dict) -> dict:
             "numeric_embedding": options.get("numeric_embedding", "linear")}
 
 
+ID_NAMES = ("id", "row_id", "sample_id", "index")
+LABEL_NAMES = ("label", "target", "class", "y", "diagnosis", "species")
+
+
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """Rows, feature columns by kind, missing cells. Fits ``id_column`` / ``label_column``
+    when a column has a conventional name (:data:`ID_NAMES`, with unique values, and
+    :data:`LABEL_NAMES`, case-insensitive), so ids and labels never become features."""
+    p = Path(str(source[0] if isinstance(source, (list, tuple)) else source))
+    df = read_table(p)
+    df.columns = [str(c) for c in df.columns]
+    lower = {c.lower(): c for c in df.columns}
+    fits = {}
+    opts = dict(options)
+    if "id_column" not in explicit and not opts.get("id_column"):
+        for n in ID_NAMES:
+            c = lower.get(n)
+            if c and c != opts.get("label_column") and df[c].is_unique:
+                fits["id_column"] = (c, f"column {c!r} has a unique value per row")
+                opts["id_column"] = c
+                break
+    if "label_column" not in explicit and not opts.get("label_column"):
+        for n in LABEL_NAMES:
+            c = lower.get(n)
+            if c and c != opts.get("id_column"):
+                fits["label_column"] = (c, f"column {c!r} is named like a label: not a feature")
+                opts["label_column"] = c
+                break
+    keys = ("id_column", "label_column", "columns", "numeric", "categorical")
+    ds = _open(p, on_bad_sample="skip", **{k: opts.get(k) for k in keys})
+    if "columns" not in explicit:  # recorded, so a table embedded later is read the same way
+        fits["columns"] = (list(ds.columns), "every column but the id and label columns")
+    kinds = Counter(ds.kinds)
+    facts = {"rows": len(ds), "features": len(ds.columns), "numeric": kinds.get(NUMERIC, 0),
+             "categorical": kinds.get(CATEGORICAL, 0), "missing_cells": f"{float(ds.missing.mean()):.1%}",
+             "labels": len(ds.classes) if ds.classes else None}
+    return facts, fits
+
+
+def _imputed(sample) -> np.ndarray:
+    """The row's cells, missing ones as NaN (the report imputes the column mean)."""
+    x = sample.x.double().numpy().copy()
+    if sample.x_mask is not None:
+        x[sample.x_mask.numpy()] = np.nan
+    return x
+
+
 def _open(source, id_column=None, label_column=None, columns=None, numeric=None, categorical=None,
           on_bad_sample: str = "raise", **_) -> TableDataset:
     if isinstance(source, (list, tuple)):
@@ -291,6 +338,12 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"id_column": None, "label_column": None, "columns": None, "numeric": None,
              "categorical": None, "max_categories": 256, "numeric_embedding": "linear"},
+    scan=_scan,
+    # examples/tabular_breast_cancer.py: MAE + MV-DHEL on SCARF views at half strength
+    recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5},
+    raw_features=_imputed,
+    raw_name="mean-imputed columns",
+    model_options=("columns", "numeric", "categorical", "numeric_embedding"),
     thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

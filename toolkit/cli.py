@@ -106,7 +106,7 @@ def _inspect(a) -> None:
 def _report(a) -> None:
     from omnipatch.eval.report import report
 
-    res = report(a.run, labels=a.labels, data=a.data, out=a.out, seed=a.seed)
+    res = report(a.run, labels=a.labels, data=a.data, out=a.out, seed=a.seed, test_data=a.test_data)
     print(res["summary"])
     print(f"report: {res['path']}")
 
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("--labels", help="CSV with id,label (default: the data's own labels)")
     s.add_argument("--data", help="data source (default: the run's)")
+    s.add_argument("--test-data", help="a held-out source of its own (default: a split of --data)")
     s.add_argument("--out", help="report folder (default: the run directory)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_report)

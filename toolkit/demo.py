@@ -48,6 +48,9 @@ def write_digits(root: Path, test_fraction: float = 0.25, seed: int = 0) -> dict
     return paths
 
 
+DEMO_STEPS = 400
+
+
 def demo_config(train_csv: Path, steps: int) -> Config:
     """The recipe, chosen by measurement on the held-out split (see README, Results)."""
     cfg = Config()
@@ -67,6 +70,7 @@ def demo_config(train_csv: Path, steps: int) -> Config:
 
 
 def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
+    """kNN and linear probe of ``pre``'s embeddings: train on ``train_csv``, score ``test_csv``."""
     from omnipatch.eval import knn_accuracy, linear_accuracy
 
     _, xtr = pre.embed(train_csv)
@@ -77,57 +81,38 @@ def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
             "linear": linear_accuracy(xtr.numpy(), ytr, xte.numpy(), yte), "_x": xte.numpy(), "_y": yte}
 
 
-def raw_pixels(train_csv: Path, test_csv: Path) -> dict[str, float]:
-    """The same probes on the 64 raw pixel values: the bar a learned encoder is compared with."""
-    from PIL import Image
-
-    from omnipatch.eval import knn_accuracy, linear_accuracy
-
-    def load(csv_path):
-        rows = list(csv.DictReader(open(csv_path)))
-        x = np.stack([np.asarray(Image.open(csv_path.parent / r["path"]), dtype=np.float32).ravel() for r in rows])
-        return x, np.array([r["label"] for r in rows])
-
-    (xtr, ytr), (xte, yte) = load(train_csv), load(test_csv)
-    return {"knn": knn_accuracy(xtr, ytr, xte, yte), "linear": linear_accuracy(xtr, ytr, xte, yte)}
-
-
 def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: bool = False) -> dict:
-    from omnipatch.api import load
-    from omnipatch.plots import save_embedding_map
+    from omnipatch.eval.report import report
     from omnipatch.pretrain import pretrain
 
     out = Path(out)
-    steps = steps or 400
+    steps = steps or DEMO_STEPS
     t0 = time.time()
     data = write_digits(out / "data")
     print(f"data: {len(open(data['train']).readlines()) - 1} train / "
           f"{len(open(data['test']).readlines()) - 1} held-out digit images as PNG in {out / 'data'}")
     cfg = demo_config(data["train"], steps)
-    summary = pretrain(cfg, out / "run", quiet=quiet)
+    summary = pretrain(cfg, out / "run", quiet=quiet, report=False)
     t_train = time.time() - t0
-    res = {}
-    for name, rnd in (("pretrained", False), ("random init", True)):
-        res[name] = probe(load(out / "run", random_init=rnd), data["train"], data["test"])
-    res["raw pixels (reference)"] = raw_pixels(data["train"], data["test"])
-    save_embedding_map(res["pretrained"]["_x"], res["pretrained"]["_y"], out / "embedding_map.png",
-                       "held-out digits, pretrained encoder (PCA)")
+    rep = report(out / "run", data=data["train"], test_data=data["test"])  # -> run/report.md
+    res = rep["probes"]
     first, last = summary["first"], summary["last"]
     print(f"\npretraining: {steps} steps in {t_train:.0f} s; masked reconstruction loss "
           f"{first.get('mae', float('nan')):.4f} -> {last.get('mae', float('nan')):.4f}")
-    print("\nheld-out accuracy (450 digits)   kNN (k=20)   linear probe")
+    print(f"\nheld-out accuracy ({rep['n_test']} digits)   kNN (k=20)   linear probe")
     for name, r in res.items():
         print(f"  {name:<30} {r['knn']:>9.3f}   {r['linear']:>12.3f}")
-    margin = res["pretrained"]["knn"] - res["random init"]["knn"]
-    print(f"  pretrained - random init       {margin:>+9.3f}   "
-          f"{res['pretrained']['linear'] - res['random init']['linear']:>+12.3f}")
+    p, r = res["pretrained"], res["random init"]
+    print(f"  pretrained - random init       {p['knn'] - r['knn']:>+9.3f}   {p['linear'] - r['linear']:>+12.3f}")
+    print(f"\n{rep['verdict']}")
     print(f"\ncheckpoint:      {out / 'run' / 'checkpoint'}")
+    print(f"report:          {rep['path']}")
     print(f"metrics:         {out / 'run' / 'metrics.jsonl'}")
     print(f"loss curve:      {out / 'run' / 'loss_curve.png'}")
     print(f"reconstruction:  {summary['reconstruction']}")
-    print(f"embedding map:   {out / 'embedding_map.png'}")
-    result = {k: {m: v for m, v in r.items() if not m.startswith("_")} for k, r in res.items()}
-    result.update({"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first.get("mae"),
-                   "mae_last": last.get("mae")})
+    print(f"embedding map:   {rep['map']}")
+    result = {k: dict(v) for k, v in res.items()}
+    result.update({"steps": steps, "seconds": round(time.time() - t0, 1), "train_seconds": round(t_train, 1),
+                   "mae_first": first.get("mae"), "mae_last": last.get("mae")})
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result

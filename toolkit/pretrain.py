@@ -126,7 +126,7 @@ def plan_data(cfg: Config, names: list[str]) -> Plan:
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
-             labels: str | None = None) -> dict:
+             labels: str | None = None, report: bool = True) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
@@ -194,11 +194,11 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
     has_labels = labels or getattr(dataset, "classes", None)
-    if summary["rank"] == 0 and len(names) == 1 and has_labels and not is_shard_source(str(cfg.data.source)):
-        from omnipatch.eval.report import report
+    if report and summary["rank"] == 0 and len(names) == 1 and has_labels and not is_shard_source(str(cfg.data.source)):
+        from omnipatch.eval.report import report as did_it_help
 
         try:
-            rep = report(out, labels=labels, seed=cfg.train.seed)
+            rep = did_it_help(out, labels=labels, seed=cfg.train.seed)
             summary["report"], summary["report_summary"] = rep["path"], rep["summary"]
         except OmnipatchError as e:
             if labels:  # asked for: say why not

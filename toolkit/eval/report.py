@@ -99,10 +99,11 @@ def _read(dataset, max_samples: int, seed: int) -> list[Sample]:
 
 
 def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 0, holdout: float = 0.25,
-           max_samples: int = 4000) -> dict:
+           max_samples: int = 4000, test_data=None) -> dict:
     """Probe pretrained vs random init vs raw features; write ``report.md`` in ``out``
-    (default: the run directory). Returns the numbers, a one-paragraph ``summary`` and
-    the report's ``path``."""
+    (default: the run directory). ``test_data``: a held-out source of its own (then
+    ``data`` is the training side and nothing is split). Returns the numbers, a
+    one-paragraph ``summary`` and the report's ``path``."""
     from omnipatch.api import load
     from omnipatch.modality import MODALITIES
     from omnipatch.monitors import health
@@ -116,17 +117,30 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
     source = data or pre.config["run"]["data"]["source"]
     dataset = pre.open(source, "skip")
     samples = _read(dataset, max_samples, seed)
+    n_train = len(samples)
+    if test_data is not None:
+        test_set = pre.open(test_data, "skip")
+        samples += _read(test_set, max_samples, seed)
     label_of, groups = read_label_file(labels) if labels else ({}, {})
     if not labels:  # the data's own labels (a manifest's label column, a table's label column)
-        names = {v: k for k, v in (getattr(dataset, "classes", None) or {}).items()}
-        label_of = {s.id: names.get(s.label, str(s.label)) for s in samples if s.label is not None}
-    samples = [s for s in samples if s.id in label_of]
+        label_of = {}
+        for ds, part in ((dataset, samples[:n_train]), (test_set if test_data else None, samples[n_train:])):
+            names = {v: k for k, v in (getattr(ds, "classes", None) or {}).items()}
+            label_of.update({s.id: names.get(s.label, str(s.label)) for s in part if s.label is not None})
+    is_test = [i >= n_train for i in range(len(samples))]
+    keep = [i for i, s in enumerate(samples) if s.id in label_of]
+    samples, is_test = [samples[i] for i in keep], np.array([is_test[i] for i in keep])
     y = np.array([str(label_of[s.id]) for s in samples])
     if len(samples) < 10 or len(set(y)) < 2:
         raise OmnipatchError(f"{labels or source}: the report needs at least 10 labelled samples of 2 or more "
                              f"labels; {len(samples)} sample(s) with labels {sorted(set(y))[:5]} matched")
     ids = [s.id for s in samples]
-    tr, te, how = _split(ids, y, groups, seed, holdout)
+    if test_data is not None:
+        tr, te, how = np.flatnonzero(~is_test), np.flatnonzero(is_test), f"the held-out set {test_data}"
+        if len(te) == 0 or len(tr) == 0:
+            raise OmnipatchError(f"{test_data}: no labelled held-out samples")
+    else:
+        tr, te, how = _split(ids, y, groups, seed, holdout)
     seed_run = int(pre.config["run"]["train"].get("seed", 0))
     rnd = load(run_dir, device="cpu", random_init=True, seed=seed_run)
     listed = _Listed(samples)
@@ -147,7 +161,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
     summary = (f"did pretraining help? held-out {len(te)} of {len(y)} labelled samples ({how}): "
                f"linear {p['linear']:.3f} pretrained / {r['linear']:.3f} random init / {w['linear']:.3f} raw; "
                f"kNN {p['knn']:.3f} / {r['knn']:.3f} / {w['knn']:.3f}. {verdict}")
-    result = {"modality": spec.name, "source": str(source), "labels": labels, "split": how,
+    result = {"modality": spec.name, "source": str(source), "labels": labels, "split": how, "seed": seed,
               "n_train": int(len(tr)), "n_test": int(len(te)), "classes": int(len(set(y))), "probes": res,
               "health": hl, "verdict": verdict, "summary": summary, "map": str(pic)}
     (out / "report.json").write_text(json.dumps(result, indent=2))
