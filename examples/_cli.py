@@ -8,9 +8,6 @@ import io
 import json
 from pathlib import Path
 
-ENCODERS = (("pretrained", []), ("random init", ["--random-init"]))
-
-
 def cli(*args: str, quiet: bool = False) -> str:
     """``omnipatch ARGS`` in this process; its stdout (echoed unless ``quiet``). Exits on failure."""
     from omnipatch.cli import main
@@ -27,25 +24,17 @@ def cli(*args: str, quiet: bool = False) -> str:
     return buf.getvalue()
 
 
-def probe_run(run_dir: Path, data: dict[str, Path], out: Path, probes=("knn", "linear"),
-              embed_args: tuple[str, ...] = (), quiet: bool = True) -> dict[str, dict[str, float]]:
-    """Held-out accuracy ``{"pretrained" | "random init": {probe: acc}}``: embeddings of
-    ``data["train"]`` / ``data["test"]`` (written to ``out/emb_<tag>_<split>.parquet``),
-    probes fitted on train and scored on test with ``data["labels"]`` (an embedding map per
-    probe: ``out/map_<tag>_<probe>.png``)."""
-    res = {}
-    for name, flag in ENCODERS:
-        tag = name.split()[0]
-        for split in ("train", "test"):
-            cli("embed", "--checkpoint", str(run_dir), "--data", str(data[split]),
-                "--out", str(out / f"emb_{tag}_{split}.parquet"), *embed_args, *flag, quiet=quiet)
-        res[name] = {}
-        for k in probes:
-            txt = cli("eval", k, "--embeddings", str(out / f"emb_{tag}_train.parquet"), "--test-embeddings",
-                      str(out / f"emb_{tag}_test.parquet"), "--labels", str(data["labels"]), "--json",
-                      "--plot", str(out / f"map_{tag}_{k}.png"), quiet=True)
-            res[name][k] = float(json.loads(txt.strip().splitlines()[-1])["accuracy"])
-    return res
+def probe_run(run_dir: Path, data: dict[str, Path], out: Path, quiet: bool = True) -> dict[str, dict[str, float]]:
+    """Held-out accuracy ``{"pretrained" | "random init" | "raw features": {probe: acc}}``
+    through ``omnipatch report``: probes fitted on ``data["train"]`` and scored on
+    ``data["test"]`` with ``data["labels"]``; the raw features are the modality's baseline
+    (``ModalitySpec.raw_features``). The report lands in ``out/report/`` (``report.md``,
+    ``report_map.png``); it runs both kNN (k=20) and the linear probe."""
+    rep = out / "report"
+    cli("report", str(run_dir), "--data", str(data["train"]), "--test-data", str(data["test"]),
+        "--labels", str(data["labels"]), "--out", str(rep), quiet=quiet)
+    probes = json.loads((rep / "report.json").read_text())["probes"]
+    return {("raw features" if k.startswith("raw") else k): v for k, v in probes.items()}
 
 
 def override(cfg, objective: str | None, sets: list[str]):

@@ -119,17 +119,9 @@ def config(train_csv: Path, steps: int):
     return cfg
 
 
-def probe(pre, train_csv: Path, test_csv: Path) -> dict[str, float]:
-    """Held-out kNN and linear-probe accuracy (the demo's probe on frozen embeddings)."""
-    from omnipatch.demo import probe as demo_probe
-
-    r = demo_probe(pre, train_csv, test_csv)
-    return {"knn": r["knn"], "linear": r["linear"]}
-
-
 def main(argv: list[str] | None = None) -> dict:
     from examples._cli import add_recipe_args, override
-    from omnipatch.api import load
+    from omnipatch.eval.report import report
     from omnipatch.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -147,10 +139,11 @@ def main(argv: list[str] | None = None) -> dict:
           f" ({time.time() - t0:.0f} s)")
     cfg = override(config(data["train"], a.steps), a.objective, a.set)
     t1 = time.time()
-    summary = pretrain(cfg, out / "run", quiet=True)
+    summary = pretrain(cfg, out / "run", quiet=True, report=False)
     t_train = time.time() - t1
-    res = {name: probe(load(out / "run", random_init=rnd), data["train"], data["test"])
-           for name, rnd in (("pretrained", False), ("random init", True))}
+    # pretrained / random init / raw log-mel statistics, probed the same way (run/report.md)
+    rep = report(out / "run", data=data["train"], test_data=data["test"])
+    res = {("raw log-mel mean+std" if k.startswith("raw") else k): v for k, v in rep["probes"].items()}
     first, last = summary["first"], summary["last"]
     print(f"\npretraining: {cfg.train.steps} steps in {t_train:.0f} s; masked reconstruction loss "
           f"{first.get('mae', float('nan')):.4f} -> {last.get('mae', float('nan')):.4f}")

@@ -49,7 +49,8 @@ try:
 except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
     from _cli import add_recipe_args, cli, probe_run
 
-LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
+LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder",
+          "raw features": "raw features (D2 shape histogram)"}
 
 SURFACES = {"pial": "pial_{}.gii.gz", "white": "white_{}.gii.gz", "inflated": "infl_{}.gii.gz",
             "sphere": "sphere_{}.gii.gz", "flat": "flat_{}.gii.gz"}
@@ -121,7 +122,7 @@ def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: li
         "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "32",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
-    res = probe_run(run_dir, paths, out, ("knn", "linear"))
+    res = probe_run(run_dir, paths, out)
     recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
     first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
     n_test = sum(1 for _ in open(paths["test"])) - 1

@@ -55,7 +55,8 @@ try:
 except ImportError:  # run as a script (python examples/<name>.py): examples/ is on the path
     from _cli import add_recipe_args, cli, probe_run
 
-LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder"}
+LABELS = {"pretrained": "pretrained encoder", "random init": "random-init encoder",
+          "raw features": "raw features (mean-imputed columns)"}
 
 
 def write_table(root: Path, missing: float = 0.3, seed: int = 0) -> dict[str, Path]:
@@ -106,7 +107,7 @@ def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | N
         "--objective", objective, "--preset", "micro", "--steps", str(steps), "--batch-size", "64",
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
-    res = probe_run(run_dir, paths, out, ("linear", "knn"))
+    res = probe_run(run_dir, paths, out)
     base = baseline(paths)
     recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
     first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))

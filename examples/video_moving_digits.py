@@ -138,13 +138,20 @@ def config(train_csv: Path, steps: int):
     return cfg
 
 
-def probe(pre, data: dict[str, Path]) -> dict[str, float]:
+def probe(pre, data: dict[str, Path], raw: bool = False) -> dict[str, float]:
+    """Both tasks' kNN / linear probes on ``pre``'s embeddings, or (``raw``) on the video
+    modality's raw-feature baseline (the mean frame) of the same clips."""
     from omnipatch.eval import knn_accuracy, linear_accuracy
+    from omnipatch.eval.report import raw_features
+    from omnipatch.modality import MODALITIES
 
     emb, lab = {}, {}
     for split in ("train", "test"):
-        _, x = pre.embed(data[split])
-        emb[split] = x.numpy()
+        if raw:
+            ds = pre.open(data[split])
+            emb[split] = raw_features(MODALITIES.get("video"), [ds[i] for i in range(len(ds))])
+        else:
+            emb[split] = pre.embed(data[split])[1].numpy()
         with open(data[split], newline="") as f:
             rows = list(csv.DictReader(f))
         lab[split] = {"digit": np.array([r["label"] for r in rows]), "direction": np.array([r["direction"] for r in rows])}
@@ -174,16 +181,17 @@ def main(argv: list[str] | None = None) -> dict:
           f" ({time.time() - t0:.0f} s)")
     cfg = override(config(data["train"], a.steps), a.objective, a.set)
     t1 = time.time()
-    summary = pretrain(cfg, out / "run", quiet=True)
+    summary = pretrain(cfg, out / "run", quiet=True, report=False)
     t_train = time.time() - t1
     res = {name: probe(load(out / "run", random_init=rnd), data) for name, rnd in
            (("pretrained", False), ("random init", True))}
+    res["raw features (mean frame)"] = probe(load(out / "run"), data, raw=True)
     first, last = summary["first"], summary["last"]
     print(f"\npretraining: {cfg.train.steps} steps in {t_train:.0f} s; masked reconstruction loss "
           f"{first.get('mae', float('nan')):.4f} -> {last.get('mae', float('nan')):.4f}")
     print(f"\nheld-out accuracy ({n_test} clips)   direction kNN   direction linear   digit kNN   digit linear")
     for name, r in res.items():
-        print(f"  {name:<28} {r['direction_knn']:>13.3f}   {r['direction_linear']:>16.3f}   {r['digit_knn']:>9.3f}"
+        print(f"  {name[:28]:<28} {r['direction_knn']:>13.3f}   {r['direction_linear']:>16.3f}   {r['digit_knn']:>9.3f}"
               f"   {r['digit_linear']:>12.3f}")
     d = {k: res["pretrained"][k] - res["random init"][k] for k in res["pretrained"]}
     print(f"  {'pretrained - random':<28} {d['direction_knn']:>+13.3f}   {d['direction_linear']:>+16.3f}"

@@ -146,7 +146,7 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: st
         "--objective", objective, "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
         *[a for s in sets for a in ("--set", s)], *(["--quiet"] if quiet else []))
     t_train = time.time() - t0
-    res = probe_run(run_dir, data, out, ("knn", "linear"), embed_args=("--batch-size", "64"), quiet=False)
+    res = probe_run(run_dir, data, out, quiet=False)
 
     pre = load(run_dir)
     t = time.time()

@@ -12,6 +12,20 @@ down-mixed (or checked), torchaudio resamples to ``sample_rate``, clips shorter 
 window are padded with the padding masked, then torchaudio's ``MelSpectrogram`` (25 ms Hann
 window, 10 ms hop). The silence check looks at the decoded window.
 
+Fitted to the data (``omnipatch inspect`` / ``pretrain``, :mod:`omnipatch.modalities.audio_scan`;
+the headers of up to 64 evenly spaced files via ``soundfile.info``, nothing decoded), unless set:
+
+- ``sample_rate``: the highest native rate when every scanned file is below the default
+  16 kHz (8 kHz telephone audio stays 8 kHz: upsampling adds no information);
+- ``n_mels``: at that rate, the largest multiple of the frequency patch (<= 64) whose mel
+  filterbank has no empty band (64 bands stay valid down to 8 kHz; at 4 kHz the lowest one
+  would hold no FFT bin, so 48);
+- ``seconds``: the median clip length rounded to 0.25 s and clamped to [0.5, 10] s; shorter
+  clips are padded (the padding marked in ``x_mask``, so neither the loss nor the
+  embedding sees it; the adapter pads T to whole patches the same way), longer ones cropped;
+- ``min_seconds``: lowered to the shortest clip (>= 0.01 s) when it is below 0.1 s (the STFT
+  still needs half an FFT window).
+
 Bad input -- missing, empty (0 bytes or 0 samples), corrupt or truncated, unsupported format,
 silent, shorter than ``min_seconds``, NaN samples -- raises :class:`BadSampleError` naming
 the file and the reason (or is skipped and reported with ``on_bad_sample="skip"``).
@@ -147,6 +161,13 @@ def read_audio(path: str, start: float | None = None, end: float | None = None,
     return data, sr
 
 
+def stft_sizes(sample_rate: int, hop_ms: float = 10.0, win_ms: float = 25.0) -> tuple[int, int, int]:
+    """``(hop, win, n_fft)`` in samples: the STFT of :class:`AudioDataset` at ``sample_rate``."""
+    hop = max(1, round(sample_rate * hop_ms / 1000))
+    win = max(2, round(sample_rate * win_ms / 1000))
+    return hop, win, 1 << (win - 1).bit_length()
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch ops on one thread: a clip's resampling and STFT are tiny, and on a busy
@@ -195,9 +216,7 @@ class AudioDataset(FileDataset):
             raise OmnipatchError("audio options sample_rate, n_mels, hop_ms, win_ms must be positive")
         self.sample_rate, self.n_mels = int(sample_rate), int(n_mels)
         self.seconds = float(seconds) if seconds else None
-        self.hop = max(1, round(self.sample_rate * hop_ms / 1000))
-        self.win = max(2, round(self.sample_rate * win_ms / 1000))
-        self.n_fft = 1 << (self.win - 1).bit_length()
+        self.hop, self.win, self.n_fft = stft_sizes(self.sample_rate, hop_ms, win_ms)
         self.min_samples = max(int(min_seconds * self.sample_rate), self.n_fft // 2 + 1)
         self.max_seconds, self.crop = float(max_seconds), crop
         self.frames = round(self.seconds * self.sample_rate / self.hop) if self.seconds else None
@@ -394,6 +413,23 @@ def thumbnail(sample: Sample):
     return sample.x[:, 0, :].float().T.flip(0).cpu().numpy()
 
 
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """The data scan (:func:`omnipatch.modalities.audio_scan.scan`)."""
+    from omnipatch.modalities.audio_scan import scan
+
+    return scan(source, options, explicit)
+
+
+def raw_features(sample: Sample) -> np.ndarray:
+    """The raw-feature baseline: per-channel, per-mel-band mean and std of the dB values over
+    the clip's sound frames (padding, marked in ``x_mask``, left out): ``2 * C * F`` values."""
+    x = sample.x.float()
+    if sample.x_mask is not None and bool((~sample.x_mask).any()):
+        x = x[~sample.x_mask]
+    std = x.std(0, unbiased=False) if x.shape[0] > 1 else torch.zeros_like(x[0])
+    return torch.cat([x.mean(0).flatten(), std.flatten()]).numpy()
+
+
 SPEC = ModalitySpec(
     name="audio",
     description="sound (WAV, FLAC, OGG, ...) -> log-mel spectrogram, fixed window or variable length",
@@ -406,5 +442,13 @@ SPEC = ModalitySpec(
              "channels": 1, "min_seconds": 0.1, "max_seconds": 30.0, "crop": "center",
              "patch_size": [4, 16]},
     thumbnail=thumbnail,
+    scan=_scan,
+    # examples/audio_digits.py, README "Results": MAE + MV-DHEL at half strength
+    recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5},
+    raw_features=raw_features,
+    raw_name="log-mel mean+std",
+    # what a mel band means (its frequencies: the rate and the band count), the channel count
+    # and the patch embedding; hop / window / seconds / crop change the time axis only
+    model_options=("sample_rate", "n_mels", "channels", "patch_size"),
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

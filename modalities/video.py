@@ -16,9 +16,30 @@ its frames, so the two views of a sample are two shorter clips from (usually) di
 times of the same video. MAE-only training and embedding see the whole clip. Hence
 ``frames`` must be a multiple of twice the tubelet length.
 
+Fitted to the data (``omnipatch inspect`` / ``pretrain``, :mod:`omnipatch.modalities.video_scan`;
+the container metadata of up to 64 evenly spaced videos, nothing decoded), unless set:
+
+- ``stride``, then ``frames``: the clip span ``stride * (frames - 1) + 1`` fits the
+  shortest clip: the stride is lowered first (16 frames at stride 2 -> stride 1), then the
+  frames, to the largest multiple of 2 x the tubelet length that fits, never below 8 (the
+  smallest multiple of 2 x tubelet >= 8): 8-frame clips train as 8 frames at stride 1;
+  shorter clips still give 8 frames, by the short-clip rule below.
+- ``size``: the smallest native short side, rounded down to a multiple of the patch, when
+  it is below the default 32 (no upsampling; never above the default unless set).
+- ``channels``: 1 when every scanned video is stored grey (pixel format ``gray*``, or ``L`` /
+  ``I;16`` frame images).
+
+Short clips (``short_clips``): a video (or manifest segment) with fewer frames than the clip
+span is not refused: ``"hold"`` (the modality's default) takes the clip's frames while they
+exist and repeats the last frame after them, as the VideoMAE / SlowFast samplers pad, so no
+motion is invented; ``"loop"`` wraps the indices around (frame ``i mod n``); ``"error"`` (the
+default of the :class:`VideoDataset` class itself) refuses it as "too short". A video with
+zero frames, an empty segment or an unreadable file still raises :class:`BadSampleError`.
+
 Bad input -- unreadable containers, no video stream, zero frames, truncated files, clips
-longer than the video, unreadable frame images -- raises :class:`BadSampleError` naming
-the file and the reason (or is skipped and reported with ``on_bad_sample="skip"``).
+longer than the video (with ``short_clips="error"``), unreadable frame images -- raises
+:class:`BadSampleError` naming the file and the reason (or is skipped and reported with
+``on_bad_sample="skip"``).
 """
 
 from __future__ import annotations
@@ -42,16 +63,20 @@ from omnipatch.modality import MODALITIES, ModalitySpec
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".wmv")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+SHORT_CLIPS = ("hold", "loop", "error")
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """``frames`` in the video (declared or counted), ``fps`` (0 when unknown), native size."""
+    """``frames`` in the video (declared or counted), ``fps`` (0 when unknown), native size,
+    ``grey``: stored without colour (pixel format ``gray*``, grey frame images)."""
 
     frames: int
     fps: float
     width: int
     height: int
+    grey: bool = False
 
 
 def _why(e: Exception) -> str:
@@ -116,7 +141,9 @@ class VideoReader:
             self.container = av.open(path)
             self.stream = s = self.container.streams.video[0]
             s.thread_type = "AUTO"
-        self.info = VideoInfo(int(n), self.fps, s.codec_context.width, s.codec_context.height)
+        pix = str(s.codec_context.pix_fmt or "")
+        self.info = VideoInfo(int(n), self.fps, s.codec_context.width, s.codec_context.height,
+                              pix.startswith(("gray", "ya", "mono")))
 
     def __enter__(self) -> VideoReader:
         return self
@@ -192,8 +219,8 @@ class FrameFolderReader:
         self.files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTENSIONS)), key=_natural_key)
         if not self.files:
             raise BadSampleError(path, f"no video frames (no {', '.join(FRAME_EXTENSIONS)} files in the folder)")
-        w, h = self._open(0).size
-        self.info = VideoInfo(len(self.files), 0.0, w, h)
+        im = self._open(0)
+        self.info = VideoInfo(len(self.files), 0.0, im.width, im.height, im.mode in GREY_MODES)
 
     def __enter__(self) -> FrameFolderReader:
         return self
@@ -289,14 +316,21 @@ class VideoDataset(FileDataset):
         size: output ``(H, W)`` or an int for square (short-side resize, centre crop).
         channels: 3 for RGB, 1 for grey.
         clips_per_video: evenly spaced clips per video, each its own sample (id ``path#k``).
+        short_clips: a video shorter than the clip span: ``"hold"`` repeats its last frame,
+            ``"loop"`` wraps around, ``"error"`` refuses it (module docstring).
         on_bad_sample: ``raise`` or ``skip`` (see :class:`FileDataset`).
     """
 
     def __init__(self, source, frames: int = 16, stride: int = 2, size: int | tuple[int, int] = 32,
-                 channels: int = 3, clips_per_video: int = 1, on_bad_sample: str = "raise"):
+                 channels: int = 3, clips_per_video: int = 1, short_clips: str = "error",
+                 on_bad_sample: str = "raise"):
         entries = resolve_videos(source)
         if channels not in (1, 3):
             raise OmnipatchError(f"video option channels must be 1 (grey) or 3 (RGB), got {channels}")
+        if short_clips not in SHORT_CLIPS:
+            raise OmnipatchError(f"video option short_clips must be one of {', '.join(SHORT_CLIPS)}, "
+                                 f"got {short_clips!r}")
+        self.short_clips = short_clips
         if int(frames) < 1 or int(stride) < 1 or int(clips_per_video) < 1:
             raise OmnipatchError("video options frames, stride and clips_per_video must be >= 1")
         self.clips_per_video = int(clips_per_video)
@@ -320,8 +354,16 @@ class VideoDataset(FileDataset):
         if info.frames == 0:
             raise BadSampleError(entry.path, "no video frames (zero-length video)")
         if hi - lo < self.span:
-            raise BadSampleError(entry.path, f"too short: {max(hi - lo, 0)} frames, a clip of {self.frames} "
-                                             f"frames at stride {self.stride} needs {self.span}")
+            if self.short_clips == "error":
+                raise BadSampleError(entry.path, f"too short: {max(hi - lo, 0)} frames, a clip of {self.frames} "
+                                                 f"frames at stride {self.stride} needs {self.span} "
+                                                 f"(short_clips='hold' repeats the last frame)")
+            if hi <= lo:
+                raise BadSampleError(entry.path, f"no frames in the segment (frames {lo}-{hi} of {info.frames})")
+            n = hi - lo
+            if self.short_clips == "loop":
+                return [lo + (i * self.stride) % n for i in range(self.frames)]
+            return [lo + min(i * self.stride, n - 1) for i in range(self.frames)]
         k = int(entry.get("_clip", "0"))
         room = hi - lo - self.span
         first = lo + (round(k * room / (self.clips_per_video - 1)) if self.clips_per_video > 1 else room // 2)
@@ -405,10 +447,22 @@ def _adapter_kwargs(dataset: VideoDataset, options: dict) -> dict:
 
 
 def _open(source, frames: int = 16, stride: int = 2, size: int | list[int] = 32, channels: int = 3,
-          clips_per_video: int = 1, on_bad_sample: str = "raise", **_) -> VideoDataset:
+          clips_per_video: int = 1, short_clips: str = "hold", on_bad_sample: str = "raise", **_) -> VideoDataset:
     size = size if isinstance(size, int) else tuple(size)
     return VideoDataset(source, frames=frames, stride=stride, size=size, channels=channels,
-                        clips_per_video=clips_per_video, on_bad_sample=on_bad_sample)
+                        clips_per_video=clips_per_video, short_clips=short_clips, on_bad_sample=on_bad_sample)
+
+
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """The data scan (:func:`omnipatch.modalities.video_scan.scan`)."""
+    from omnipatch.modalities.video_scan import scan
+
+    return scan(source, options, explicit)
+
+
+def raw_features(sample: Sample) -> np.ndarray:
+    """The raw-feature baseline: the clip's mean frame over time, ``(C, H, W)`` flattened."""
+    return sample.x.float().mean(1).flatten().numpy()
 
 
 SPEC = ModalitySpec(
@@ -420,6 +474,14 @@ SPEC = ModalitySpec(
     augment=augment,
     default_mask="tube",
     options={"frames": 16, "stride": 2, "size": 32, "channels": 3, "clips_per_video": 1,
-             "patch_size": [2, 8, 8]},
+             "short_clips": "hold", "patch_size": [2, 8, 8]},
+    scan=_scan,
+    # examples/video_moving_digits.py, README "Results": MAE + MV-DHEL at half strength
+    recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5, "model.mask_ratio": 0.5},
+    raw_features=raw_features,
+    raw_name="mean frame",
+    # the adapter's patch embedding is sized C x tubelet; any frames / size give a valid token
+    # grid (sin-cos positions are computed per grid), so those stay free like stride
+    model_options=("channels", "patch_size"),
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

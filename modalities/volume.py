@@ -28,6 +28,17 @@ Multi-channel volumes and 4-D series (the documented choice, ``series=``):
     - ``"mean"``: average the 4th axis into one channel (e.g. a mean EPI).
   Several sequences stored as separate files are not merged: stack them into one 4-D file.
 
+Fitted to the data (``omnipatch inspect`` / ``pretrain``, :mod:`omnipatch.modalities.volume_scan`;
+the nibabel headers of up to 64 evenly spaced files, the voxels of at most 4 small ones for
+the intensity range), unless set:
+
+- ``roi_size``: per RAS axis, the smallest volume's extent after ``spacing`` rounded down
+  to a multiple of ``patch_size`` (at least one patch), where it is below the default 32:
+  20 x 18 x 16 voxels with 8-voxel patches train on 16^3 crops, not on 32^3 crops that are
+  mostly zero padding;
+- ``channels``: the channel count every scanned file agrees on (3-D files and series frames:
+  1), so a file with another count is named at once, at training and at embedding.
+
 Bad input raises :class:`~omnipatch.errors.BadSampleError` naming the file and the reason
 (missing, not NIfTI, truncated or corrupt gzip, wrong dimensionality, NaN voxels,
 non-invertible affine); with ``on_bad_sample="skip"`` the sample is skipped and reported.
@@ -60,6 +71,16 @@ INTENSITY = ("percentiles", "window", "none")
 
 def is_volume_file(path: str) -> bool:
     return str(path).lower().endswith(SUFFIXES)
+
+
+def volume_entries(source) -> list:
+    """The :class:`~omnipatch.modalities.sources.Entry` list of a folder, glob, manifest or list."""
+    entries = resolve(source, (".nii", ".gz", ".mgz", ".mgh"))
+    if isinstance(source, (str, Path)) and not str(source).lower().endswith((".csv", ".parquet")):
+        entries = [e for e in entries if is_volume_file(e.path)]
+        if not entries:
+            raise OmnipatchError(f"{source}: no NIfTI/MGH files ({', '.join(SUFFIXES)})")
+    return entries
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -250,12 +271,7 @@ class VolumeDataset(FileDataset):
                  foreground_threshold: float = 0.0, crop: str = "random", crops_per_volume: int = 1,
                  series: str = "auto", channels: int | None = None, nan_voxels: str = "error",
                  seed: int = 0, cache_volumes: int = 4, on_bad_sample: str = "raise"):
-        entries = resolve(source, (".nii", ".gz", ".mgz", ".mgh"))
-        if isinstance(source, (str, Path)) and not str(source).lower().endswith((".csv", ".parquet")):
-            entries = [e for e in entries if is_volume_file(e.path)]
-            if not entries:
-                raise OmnipatchError(f"{source}: no NIfTI/MGH files ({', '.join(SUFFIXES)})")
-        super().__init__(entries, on_bad_sample)
+        super().__init__(volume_entries(source), on_bad_sample)
         self.roi_size = tuple([int(roi_size)] * 3 if isinstance(roi_size, int) else [int(r) for r in roi_size])
         if len(self.roi_size) != 3 or min(self.roi_size) < 1:
             raise OmnipatchError(f"roi_size must be 3 positive ints, got {roi_size}")
@@ -426,6 +442,29 @@ def _open(source, on_bad_sample: str = "raise", patch_size=None, **options) -> V
     return VolumeDataset(source, on_bad_sample=on_bad_sample, **options)
 
 
+def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
+    """The data scan (:func:`omnipatch.modalities.volume_scan.scan`)."""
+    from omnipatch.modalities.volume_scan import scan
+
+    return scan(source, options, explicit)
+
+
+#: bins of the raw-feature histogram, over [0, 1] (the scale of the default intensity modes)
+HIST_BINS = 32
+
+
+def raw_features(sample: Sample) -> np.ndarray:
+    """The raw-feature baseline: per channel, a 32-bin histogram over [0, 1] of the
+    normalised crop (fractions of its voxels, values outside clipped into the end bins) plus
+    its mean and std: ``34 * C`` values."""
+    x = sample.x.float().flatten(1)  # (C, voxels)
+    out = []
+    for c in x:
+        h = torch.histc(c.clamp(0.0, 1.0), bins=HIST_BINS, min=0.0, max=1.0) / max(1, c.numel())
+        out += [h, torch.stack([c.mean(), c.std(unbiased=False)])]
+    return torch.cat(out).numpy()
+
+
 SPEC = ModalitySpec(
     name="volume",
     description="3-D medical volumes (NIfTI .nii/.nii.gz, MGH): MONAI RAS/spacing/intensity/crops",
@@ -438,5 +477,14 @@ SPEC = ModalitySpec(
              "window": [-1000.0, 1000.0], "percentiles": [0.5, 99.5], "foreground_crop": True,
              "foreground_threshold": 0.0, "crop": "random", "crops_per_volume": 1, "series": "auto",
              "channels": None, "nan_voxels": "error", "seed": 0, "cache_volumes": 4},
+    scan=_scan,
+    # examples/volume_mni.py, README "Which recipe": MAE + 0.5 NT-Xent
+    recipe={"objectives": "mae+contrastive:0.5"},
+    raw_features=raw_features,
+    raw_name="32-bin intensity histogram",
+    # the patch embedding (channels x patch voxels) and the intensity scale the adapter's
+    # mean / std were measured on; roi_size, spacing and crops give valid grids (sin-cos
+    # positions per grid), so they stay free
+    model_options=("channels", "patch_size", "intensity", "window", "percentiles"),
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

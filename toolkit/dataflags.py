@@ -71,8 +71,9 @@ def merge_checked(spec, saved: dict, given: dict, allow: tuple[str, ...] = ()) -
     """The run's saved data options updated by ``given``; an option the model was built from
     (``spec.model_options``, less ``allow``) must not change."""
     for k, v in given.items():
-        if k in spec.model_options and k not in allow and k in saved and not _same(saved[k], v):
-            raise OmnipatchError(f"{spec.name} option {k!r} = {v!r} differs from the checkpoint's {saved[k]!r}: "
+        was = saved.get(k, spec.options.get(k))  # an option never given was the modality's default
+        if k in spec.model_options and k not in allow and was is not None and not _same(was, v):
+            raise OmnipatchError(f"{spec.name} option {k!r} = {v!r} differs from the checkpoint's {was!r}: "
                                  f"the model was built with it (leave the flag out to use the checkpoint's)")
     return {**saved, **given}
 

@@ -225,3 +225,36 @@ def test_report_command_with_a_labels_file_and_groups(tmp_path, capsys, png_fold
     assert "did pretraining help?" in out
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert rep["split"].startswith("held-out groups") and rep["n_train"] + rep["n_test"] == 24
+
+
+def test_every_recipe_applies_and_names_registered_objectives():
+    from omnipatch.config import Config, apply_keys
+    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.objectives import OBJECTIVES
+
+    load_builtin()
+    for name in MODALITIES:
+        spec = MODALITIES.get(name)
+        cfg = apply_keys(Config(), spec.recipe)
+        assert spec.recipe, f"{name} declares no recipe"
+        for obj in cfg.objectives:
+            OBJECTIVES.get(obj)
+        assert set(spec.model_options) <= set(spec.options) | {"patch_size"}, name
+
+
+def test_the_cli_applies_the_recipe_under_the_users_flags(tmp_path, capsys, png_folder):
+    def saved(run):
+        return json.loads((run / "checkpoint" / "config.json").read_text())["run"]
+
+    run = tmp_path / "a"
+    out = _ok(["pretrain", "--modality", "image", "--data", str(png_folder / "manifest.csv"), "--out", str(run),
+               "--steps", "1", "--preset", "micro"], capsys)
+    assert "recipe for image" in out
+    cfg = saved(run)
+    assert cfg["objectives"] == {"mae": {"weight": 1.0}, "contrastive": {"weight": 1.0, "temperature": 0.2}}
+    assert cfg["model"]["mask_ratio"] == 0.5
+    run = tmp_path / "b"
+    _ok(["pretrain", "--modality", "image", "--data", str(png_folder / "manifest.csv"), "--out", str(run),
+         "--steps", "1", "--preset", "micro", "--objective", "mae", "--set", "model.mask_ratio=0.6", "--quiet"],
+        capsys)
+    assert saved(run)["objectives"] == {"mae": {"weight": 1.0}} and saved(run)["model"]["mask_ratio"] == 0.6
