@@ -191,8 +191,6 @@ class GridAdapter(ModalityAdapter):
             self.pos_table.copy_(src.state["pos_embed"])
             rows.append(("pos_table", "loaded", f"learned over grid {list(self.pos_grid)}; resampled to each "
                          "input grid on use"))
-        elif "pos_embed" in src.state:
-            rows.append(("pos_embed", "new", "fixed sin-cos positions (the source's table is not used)"))
         return rows
 
     def export_init(self) -> dict:

@@ -23,6 +23,15 @@ class _Parser(argparse.ArgumentParser):
         raise OmnipatchError(f"{self.prog}: {message}")
 
 
+def add_init_args(s) -> None:
+    """``--init SOURCE`` / ``--init-pos`` / ``--init-strict`` (pretrain and finetune)."""
+    s.add_argument("--init", metavar="SOURCE", help="start from a checkpoint: an omnipatch run directory, "
+                   "timm:NAME=FILE.safetensors, or a Hugging Face save_pretrained folder (ViT, ViTMAE, DINOv2, VideoMAE)")
+    s.add_argument("--init-pos", choices=["auto", "learned", "sincos"], default="auto",
+                   help="positions: the checkpoint's learned table (resampled) or sin-cos; auto: the table when it fits")
+    s.add_argument("--init-strict", action="store_true", help="fail when trunk tensors are missing from --init")
+
+
 def _pretrain(a) -> None:
     from omnipatch.config import Config, load_yaml, parse_objectives, set_key
     from omnipatch.pretrain import pretrain
@@ -51,7 +60,8 @@ def _pretrain(a) -> None:
         if not eq:
             raise OmnipatchError(f"--set expects key=value, got {kv!r}")
         set_key(cfg, k.strip(), v.strip())
-    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet)
+    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet, init=a.init, init_pos=a.init_pos,
+                       init_strict=a.init_strict)
     last = summary["last"]
     print(f"pretrained {summary['steps']} steps: " + ", ".join(
         f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "samples_per_s", "grad_norm")))
@@ -153,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label-column", help="tabular: the label column (not a feature)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
     s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    add_init_args(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_pretrain)
 

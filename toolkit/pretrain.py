@@ -113,13 +113,15 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     return stream, {spec.name: probe}
 
 
-def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> dict:
+def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False, init: str | None = None,
+             init_pos: str = "auto", init_strict: bool = False) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
     (cross-modal) training on a manifest with one column per modality. With ``resume=True``
     the architecture (including normalisation statistics) comes from the checkpoint in
-    ``out``; ``cfg.train.steps`` may be raised to train longer.
+    ``out``; ``cfg.train.steps`` may be raised to train longer. ``init`` starts from a
+    pretrained checkpoint (:mod:`omnipatch.init`; report in ``out/init_report.json``).
     """
     load_builtin()
     out = Path(out)
@@ -135,10 +137,15 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         check_names(cfg, MODALITIES.get(m))
     dataset, per_modality = open_run_data(cfg)
     model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
+    init_info = saved.get("init") if resume else None
+    if init and not resume:
+        from omnipatch.init.run import init_for_run
+
+        model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
         dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
-              "classes": getattr(dataset, "classes", None)}
+              "classes": getattr(dataset, "classes", None), "init": init_info}
     out.mkdir(parents=True, exist_ok=True)
     if os.environ.get("RANK", "0") == "0":
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

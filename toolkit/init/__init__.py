@@ -120,12 +120,14 @@ def _apply(model, src: SourceWeights, report: InitReport, strict: bool) -> None:
     for k, v in model.state_dict().items():
         if k not in done:
             mark(k, "new", "not in the checkpoint")
-    used = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"} | set(trunk)
+    used = {"cls_token", "patch_embed.proj.weight", "patch_embed.proj.bias"} | set(trunk)
+    if any(a.export_init()["state"].get("pos_embed") is not None for a in model.adapters.values()):
+        used.add("pos_embed")
     used |= {f"decoder.{k}" for k in dec_src}
     for k in sorted(set(src.state) - used):
         report.add(k, "ignored", src.state[k].shape, "not used by this model")
-    for k in src.ignored:
-        report.add(k, "ignored", None, "not used by this model")
+    for k, shape in src.ignored.items():
+        report.add(k, "ignored", shape, "not used by this model")
 
 
 def _fit_decoder_positions(model, src, table, mark, report) -> None:

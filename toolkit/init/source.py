@@ -52,7 +52,7 @@ class SourceWeights:
     encoder: dict
     decoder: dict | None = None
     pos_grid: tuple[int, ...] | None = None
-    ignored: list[str] = field(default_factory=list)
+    ignored: dict[str, tuple] = field(default_factory=dict)
     omni: dict | None = None
     per_modality: dict[str, dict] = field(default_factory=dict)
 
@@ -191,7 +191,7 @@ def read_timm(name: str, path: str | None) -> SourceWeights:
         state["patch_embed.proj.bias"] = sd["patch_embed.proj.bias"]
     used = set(state) | {"cls_token", "pos_embed"}
     return SourceWeights(f"timm {name} ({file})", state, enc, None, tuple(model.patch_embed.grid_size),
-                         sorted(k for k in sd if k not in used))
+                         {k: tuple(sd[k].shape) for k in sorted(sd) if k not in used})
 
 
 def _check_timm_supported(name: str, model) -> None:
@@ -250,7 +250,7 @@ def read_omnipatch(run_dir: Path) -> SourceWeights:
     neutral.update({k: v for k, v in state.items() if k.startswith("decoder.")})
     per = {m: a.export_init() for m, a in model.adapters.items()}
     return SourceWeights(f"omnipatch run {run_dir}", neutral, dict(cfg["model"]["encoder"]),
-                         dict(cfg["model"]["decoder"]), None, [], {"config": cfg, "state": state}, per)
+                         dict(cfg["model"]["decoder"]), None, {}, {"config": cfg, "state": state}, per)
 
 
 # -- Hugging Face ---------------------------------------------------------------------------------
@@ -309,7 +309,6 @@ def read_hf(folder: Path, cfg: dict) -> SourceWeights:
     base = {"vit": "vit.", "vit_mae": "vit.", "dinov2": "dinov2.", "videomae": "videomae."}[kind]
     enc_sd = {k[len(base):] if k.startswith(base) else k: v for k, v in sd.items()}
     D, depth = cfg["hidden_size"], cfg["num_hidden_layers"]
-    mlp = cfg.get("intermediate_size", int(D * cfg.get("mlp_ratio", 4)))
     style = kind if kind in ("dinov2", "videomae") else "vit"
     state = _hf_layers(enc_sd, "encoder.layer.", "blocks.", depth, style)
     if "layernorm.weight" in enc_sd:
@@ -329,7 +328,8 @@ def read_hf(folder: Path, cfg: dict) -> SourceWeights:
         grid = (img // p, img // p)
         state["cls_token"], state["pos_embed"] = _fold_cls(enc_sd["embeddings.cls_token"],
                                                            enc_sd.get("embeddings.position_embeddings"), True)
-    enc = dict(dim=D, depth=depth, num_heads=cfg["num_attention_heads"], mlp_ratio=mlp / D,
+    enc = dict(dim=D, depth=depth, num_heads=cfg["num_attention_heads"],
+               mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / D,  # Dinov2 ignores intermediate_size
                qkv_bias=bool(cfg.get("qkv_bias", True)),
                init_values=float(cfg.get("layerscale_value", 1.0)) if kind == "dinov2" else None,
                norm_eps=float(cfg.get("layer_norm_eps", 1e-12)), class_token=kind != "videomae")
@@ -339,7 +339,7 @@ def read_hf(folder: Path, cfg: dict) -> SourceWeights:
         state.update(dec_state)
     used_prefix = ("encoder.layer.", "layernorm.", "embeddings.cls_token", "embeddings.position_embeddings",
                    "embeddings.patch_embeddings.", "decoder.", "encoder_to_decoder.", "mask_token")
-    ignored = sorted(k for k, v in enc_sd.items() if not k.startswith(used_prefix))
+    ignored = {k: tuple(v.shape) for k, v in sorted(enc_sd.items()) if not k.startswith(used_prefix)}
     return SourceWeights(f"Hugging Face {cfg.get('architectures', [kind])[0]} ({folder})", state, enc, dec,
                          grid, ignored)
 
