@@ -91,6 +91,7 @@ def _apply(model, src: SourceWeights, report: InitReport, strict: bool) -> None:
                              f"{', '.join(sorted(set(missing_trunk))[:6])} (drop --init-strict to start them new)")
     # adapters (+ an omnipatch run's output projections by name)
     omni_state = src.omni["state"] if src.omni else {}
+    mapped = bool(src.omni)  # did an adapter take the patch embedding?
     for m, a in model.adapters.items():
         own = {f"adapters.{m}.{k}": v for k, v in a.state_dict().items()}
         if own and all(k in omni_state and omni_state[k].shape == v.shape for k, v in own.items()):
@@ -100,6 +101,7 @@ def _apply(model, src: SourceWeights, report: InitReport, strict: bool) -> None:
         else:
             for k, status, detail in a.init_from(src.for_modality(m)):
                 mark(f"adapters.{m}.{k}", status, detail)
+                mapped |= status in ("loaded", "resampled")
     # MAE decoder
     dec_src = {k[len("decoder."):]: v for k, v in src.state.items() if k.startswith("decoder.")}
     if dec_src:
@@ -118,9 +120,12 @@ def _apply(model, src: SourceWeights, report: InitReport, strict: bool) -> None:
                     getattr(head, t).copy_(w)
                     mark(f"{key}.{t}", "loaded")
     for k, v in model.state_dict().items():
-        if k not in done:
+        if k not in done and k in omni_state and omni_state[k].shape == v.shape:  # objective heads of a run
+            v.copy_(omni_state[k])
+            mark(k, "loaded")
+        elif k not in done:
             mark(k, "new", "not in the checkpoint")
-    used = {"cls_token", "patch_embed.proj.weight", "patch_embed.proj.bias"} | set(trunk)
+    used = {"cls_token"} | set(trunk) | ({"patch_embed.proj.weight", "patch_embed.proj.bias"} if mapped else set())
     if any(a.export_init()["state"].get("pos_embed") is not None for a in model.adapters.values()):
         used.add("pos_embed")
     used |= {f"decoder.{k}" for k in dec_src}
