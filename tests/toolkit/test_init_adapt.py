@@ -21,6 +21,7 @@ from omnipatch.model import OmniModel  # noqa: E402
 
 timm_layers = pytest.importorskip("timm.layers")
 from timm.models._manipulate import adapt_input_conv  # noqa: E402
+
 D = 32
 
 
