@@ -35,11 +35,12 @@ class AudioAdapter(GridAdapter):
     registry_name = "audio"
 
     def __init__(self, in_chans: int = 1, patch_size: int | list[int] = (4, 16), dim: int = 192,
-                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "audio"):
+                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "audio",
+                 pos_grid: list[int] | None = None):
         ps = [patch_size, patch_size] if isinstance(patch_size, int) else list(patch_size)
         if len(ps) != 2:
             raise OmnipatchError(f"audio patch_size is [time, frequency], got {patch_size}")
-        super().__init__(modality, in_chans, ps, dim, mean, std)
+        super().__init__(modality, in_chans, ps, dim, mean, std, pos_grid)
 
     def _check_layout(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[2] != self.in_chans:

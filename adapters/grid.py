@@ -30,12 +30,16 @@ class GridAdapter(ModalityAdapter):
         patch_size: patch edge per spatial axis (len = number of spatial dims).
         dim: token width (the encoder's).
         mean, std: per-channel input statistics (length C); identity when omitted.
+        pos_grid: learned positions: a table ``pos_table (1, prod(pos_grid), D)`` over this
+            grid (a pretrained ViT's), resampled to other grids on use
+            (:func:`omnipatch.init.adapt.resample_pos`); None: fixed N-d sin-cos.
     """
 
     registry_name = "grid"
 
     def __init__(self, modality: str, in_chans: int, patch_size: list[int], dim: int,
-                 mean: list[float] | None = None, std: list[float] | None = None):
+                 mean: list[float] | None = None, std: list[float] | None = None,
+                 pos_grid: list[int] | None = None):
         super().__init__()
         self.modality = modality
         self.in_chans = int(in_chans)
@@ -54,14 +58,22 @@ class GridAdapter(ModalityAdapter):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-8), persistent=False)
         self._pos_cache: dict[tuple, Tensor] = {}
+        self.pos_grid = tuple(int(g) for g in pos_grid) if pos_grid else None
+        if self.pos_grid is not None:
+            if len(self.pos_grid) != self.spatial_dims:
+                raise OmnipatchError(f"{modality}: pos_grid {list(self.pos_grid)} needs {self.spatial_dims} axes")
+            self.pos_table = nn.Parameter(sincos_nd(dim, self.pos_grid).unsqueeze(0))
 
     @property
     def spatial_dims(self) -> int:
         return len(self.patch_size)
 
     def config(self) -> dict:
-        return {"modality": self.modality, "in_chans": self.in_chans, "patch_size": list(self.patch_size),
-                "dim": self.dim, "mean": self.mean.tolist(), "std": self.std.tolist()}
+        cfg = {"modality": self.modality, "in_chans": self.in_chans, "patch_size": list(self.patch_size),
+               "dim": self.dim, "mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.pos_grid is not None:
+            cfg["pos_grid"] = list(self.pos_grid)
+        return cfg
 
     def grid(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(s // p for s, p in zip(spatial, self.patch_size))
@@ -105,6 +117,10 @@ class GridAdapter(ModalityAdapter):
         return x.reshape(B, self.in_chans, *[gi * pi for gi, pi in zip(grid, self.patch_size)])
 
     def pos_embed(self, grid: tuple[int, ...], device) -> Tensor:
+        if self.pos_grid is not None:
+            from omnipatch.init.adapt import resample_pos
+
+            return resample_pos(self.pos_table, self.pos_grid, tuple(grid))
         key = (grid, str(device))
         if key not in self._pos_cache:
             self._pos_cache[key] = sincos_nd(self.dim, grid, device).unsqueeze(0)
@@ -127,6 +143,64 @@ class GridAdapter(ModalityAdapter):
             padding = self.patchify(m).bool().all(dim=-1)
         return PatchTokens(tokens=tokens, pos=pos, targets=patches, padding_mask=padding, grid=grid,
                            modality=self.modality)
+
+    # -- initialisation from a pretrained checkpoint (rules: omnipatch.init.adapt) ------------
+    def init_kwargs(self, src, pos: str = "auto") -> dict:
+        """Learned positions (the checkpoint's table) when it has a table with as many axes as
+        this adapter's grid and ``pos`` is ``auto`` or ``learned``; sin-cos otherwise."""
+        kw = {**self.config(), "dim": int(src.encoder["dim"])}
+        kw.pop("pos_grid", None)
+        fits = "pos_embed" in src.state and src.pos_grid is not None and len(src.pos_grid) == self.spatial_dims
+        if pos == "learned" and not fits:
+            raise OmnipatchError(f"{src.description}: no {self.spatial_dims}-d position table to learn from "
+                                 f"(use --init-pos sincos)")
+        if pos in ("auto", "learned") and fits:
+            kw["pos_grid"] = list(src.pos_grid)
+        elif pos not in ("auto", "learned", "sincos"):
+            raise OmnipatchError(f"init positions must be auto, learned or sincos, got {pos!r}")
+        return kw
+
+    @torch.no_grad()
+    def init_from(self, src, pos: str = "auto") -> list[tuple[str, str, str]]:
+        from omnipatch.init.adapt import adapt_patch_embed, to_linear
+
+        rows = []
+        w = src.state.get("patch_embed.proj.weight")
+        if w is None:
+            rows += [(k, "new", "the source has no patch embedding") for k in ("proj.weight", "proj.bias")]
+        else:
+            try:
+                w2, notes = adapt_patch_embed(w.float(), self.in_chans, self.patch_size)
+            except OmnipatchError as e:
+                w2, notes = None, [str(e)]
+            if w2 is None:
+                rows += [(k, "new", notes[0]) for k in ("proj.weight", "proj.bias")]
+            else:
+                self.proj.weight.copy_(to_linear(w2))
+                rows.append(("proj.weight", "resampled" if notes else "loaded", "; ".join(notes)))
+                b = src.state.get("patch_embed.proj.bias")
+                if b is not None:
+                    self.proj.bias.copy_(b)
+                    rows.append(("proj.bias", "loaded", ""))
+                else:
+                    self.proj.bias.zero_()
+                    rows.append(("proj.bias", "new", "zero: the source has no bias"))
+        self.modality_embed.zero_()
+        rows.append(("modality_embed", "new", "zero: pretrained positions are kept as they are"))
+        if self.pos_grid is not None:
+            self.pos_table.copy_(src.state["pos_embed"])
+            rows.append(("pos_table", "loaded", f"learned over grid {list(self.pos_grid)}; resampled to each "
+                         "input grid on use"))
+        return rows
+
+    def export_init(self) -> dict:
+        from omnipatch.init.adapt import from_linear
+
+        state = {"patch_embed.proj.weight": from_linear(self.proj.weight.detach(), self.in_chans, self.patch_size),
+                 "patch_embed.proj.bias": self.proj.bias.detach()}
+        if self.pos_grid is not None:
+            state["pos_embed"] = self.pos_table.detach()
+        return {"state": state, "grid": self.pos_grid}
 
     def reconstruct(self, pred: Tensor, tokens: PatchTokens, mask: Tensor) -> dict[str, Tensor]:
         out = {}

@@ -13,6 +13,7 @@ class ImageAdapter(GridAdapter):
     registry_name = "image"
 
     def __init__(self, in_chans: int, patch_size: int | list[int], dim: int,
-                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "image"):
+                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "image",
+                 pos_grid: list[int] | None = None):
         ps = [patch_size, patch_size] if isinstance(patch_size, int) else list(patch_size)
-        super().__init__(modality, in_chans, ps, dim, mean, std)
+        super().__init__(modality, in_chans, ps, dim, mean, std, pos_grid)

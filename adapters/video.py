@@ -32,11 +32,12 @@ class VideoAdapter(GridAdapter):
     registry_name = "video"
 
     def __init__(self, in_chans: int = 3, patch_size: int | list[int] = (2, 8, 8), dim: int = 192,
-                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "video"):
+                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "video",
+                 pos_grid: list[int] | None = None):
         ps = [2, patch_size, patch_size] if isinstance(patch_size, int) else list(patch_size)
         if len(ps) != 3:
             raise OmnipatchError(f"video patch_size is [t, ph, pw], got {patch_size}")
-        super().__init__(modality, in_chans, ps, dim, mean, std)
+        super().__init__(modality, in_chans, ps, dim, mean, std, pos_grid)
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 5 or x.shape[1] != self.in_chans:

@@ -30,11 +30,12 @@ class VolumeAdapter(GridAdapter):
     registry_name = "volume"
 
     def __init__(self, in_chans: int, patch_size: int | list[int], dim: int,
-                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "volume"):
+                 mean: list[float] | None = None, std: list[float] | None = None, modality: str = "volume",
+                 pos_grid: list[int] | None = None):
         ps = [patch_size] * 3 if isinstance(patch_size, int) else list(patch_size)
         if len(ps) != 3:
             raise OmnipatchError(f"volume: patch_size needs 3 values, got {patch_size}")
-        super().__init__(modality, in_chans, ps, dim, mean, std)
+        super().__init__(modality, in_chans, ps, dim, mean, std, pos_grid)
 
 
 # -- whole-volume embedding ---------------------------------------------------------------------

@@ -24,11 +24,13 @@ def _hf_hook() -> None:
 _hf_hook()
 
 
-def load(run_dir, device: str = "auto", random_init: bool = False):
-    """Load a pretrained run: ``omnipatch.load(RUN_DIR).embed(paths_or_tensor)``."""
+def load(run_dir=None, device: str = "auto", random_init: bool = False, **kwargs):
+    """Load a pretrained run: ``omnipatch.load(RUN_DIR).embed(paths_or_tensor)``; or start from a
+    public checkpoint: ``omnipatch.load(init="timm:NAME=FILE", modality="image", data=SRC)``
+    (keywords: :func:`omnipatch.api.load`)."""
     from omnipatch.api import load as _load
 
-    return _load(run_dir, device=device, random_init=random_init)
+    return _load(run_dir, device=device, random_init=random_init, **kwargs)
 
 
 __all__ = ["Batch", "Sample", "PatchTokens", "OmnipatchError", "BadSampleError", "load", "__version__"]

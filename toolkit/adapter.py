@@ -51,6 +51,27 @@ class ModalityAdapter(nn.Module, ABC):
         """
         return masked_mse(pred, target, mask)
 
+    # -- initialisation from a pretrained checkpoint (omnipatch.init) --------------------------
+    def init_kwargs(self, src, pos: str = "auto") -> dict:
+        """Constructor kwargs of this adapter rebuilt for ``src``
+        (:class:`~omnipatch.init.source.SourceWeights`): by default the same, at the
+        checkpoint's width."""
+        return {**self.config(), "dim": int(src.encoder["dim"])}
+
+    def init_from(self, src, pos: str = "auto") -> list[tuple[str, str, str]]:
+        """Load what maps from ``src`` into this adapter; rows ``(name, status, detail)``.
+
+        Default, for adapters without a patch embedding to map (point clouds, tables,
+        climate variables): nothing; the trunk alone transfers (as AST / AudioMAE did with
+        ImageNet weights).
+        """
+        return [(k, "new", "no patch embedding to map: the trunk alone transfers") for k in self.state_dict()]
+
+    def export_init(self) -> dict:
+        """This adapter's tensors in the neutral (timm) form for another model's
+        :meth:`init_from`: ``{"state": {...}, "grid": position-table grid or None}``."""
+        return {"state": {}, "grid": None}
+
     @torch.no_grad()
     def reconstruct(self, pred: Tensor, tokens: PatchTokens, mask: Tensor) -> dict[str, Tensor]:
         """Pictures for humans: original / masked / reconstruction in the input layout.

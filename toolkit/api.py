@@ -80,14 +80,35 @@ class Pretrained:
         return ids, torch.cat(embs)
 
 
-def load(run_dir: str | Path, device: str = "auto", random_init: bool = False, seed: int = 0) -> Pretrained:
+def load(run_dir: str | Path | None = None, device: str = "auto", random_init: bool = False, seed: int = 0, *,
+         init: str | None = None, modality: str | None = None, data=None, options: dict | None = None,
+         init_pos: str = "auto", init_strict: bool = False, quiet: bool = True) -> Pretrained:
     """Load a pretrained run (or, with ``random_init``, the same architecture freshly
-    initialised: the baseline every probe should be compared with)."""
+    initialised: the baseline every probe should be compared with).
+
+    With ``init`` (an omnipatch run, ``timm:NAME=FILE`` or a Hugging Face folder,
+    :mod:`omnipatch.init`) the weights come from that checkpoint: into the architecture of
+    ``run_dir`` when given, else into a model for ``modality`` whose adapter is fitted to
+    ``data`` (channels, statistics; ``options`` are its dataset options).
+    """
     load_builtin()
+    if init is not None and run_dir is None:
+        from omnipatch.init.run import build_initialised
+
+        model, cfg = build_initialised(init, modality or "image", data, options, init_pos, init_strict, seed,
+                                       quiet=quiet)
+        return Pretrained(model.to(resolve_device(device)).eval(), cfg, [cfg["modality"]])
+    if run_dir is None:
+        raise OmnipatchError("omnipatch.load needs a run directory or init=SOURCE")
     cfg = ckpt.load_config(run_dir)
     torch.manual_seed(seed)
     model = OmniModel.from_config(cfg["model"])
-    if not random_init:
+    if init is not None:
+        from omnipatch.init.run import init_for_run
+
+        model, cfg["init"] = init_for_run(model, init, None, init_pos, init_strict, seed, quiet)
+        cfg["model"] = model.config()
+    elif not random_init:
         ckpt.load_weights(run_dir, model)
     return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","))
 

@@ -24,6 +24,15 @@ class _Parser(argparse.ArgumentParser):
         raise OmnipatchError(f"{self.prog}: {message}")
 
 
+def add_init_args(s) -> None:
+    """``--init SOURCE`` / ``--init-pos`` / ``--init-strict`` (pretrain and finetune)."""
+    s.add_argument("--init", metavar="SOURCE", help="start from a checkpoint: an omnipatch run directory, "
+                   "timm:NAME=FILE.safetensors, or a Hugging Face save_pretrained folder (ViT, ViTMAE, DINOv2, VideoMAE)")
+    s.add_argument("--init-pos", choices=["auto", "learned", "sincos"], default="auto",
+                   help="positions: the checkpoint's learned table (resampled) or sin-cos; auto: the table when it fits")
+    s.add_argument("--init-strict", action="store_true", help="fail when trunk tensors are missing from --init")
+
+
 def _pretrain(a) -> None:
     from omnipatch.config import Config, apply_keys, load_yaml_dict, parse_duration, parse_objectives, set_key
     from omnipatch.dataflags import data_options
@@ -59,7 +68,8 @@ def _pretrain(a) -> None:
         print(f"recipe for {names[0]}: objectives {objs}, augment_strength {cfg.data.augment_strength:g}, "
               f"mask_ratio {cfg.model.mask_ratio:g}, lr {cfg.train.lr:g} (the modality's measured default; "
               f"--objective / --set override)")
-    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet, labels=a.labels)
+    summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet, labels=a.labels, init=a.init,
+                       init_pos=a.init_pos, init_strict=a.init_strict)
     last = summary["last"]
     if summary["steps"] == 0:
         print("pretrained 0 steps: wrote the initial (random-init) checkpoint")
@@ -197,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="CSV id,label: end with the 'did pretraining help?' report (report.md); "
                                     "a manifest's label column does the same")
     s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    add_init_args(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_pretrain)
 

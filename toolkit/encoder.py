@@ -2,6 +2,14 @@
 
 It never sees a modality: adapters embed and position tokens, masking picks the visible
 ones, the encoder mixes them. Presets follow ViT widths (Dosovitskiy et al., 2021).
+
+The encoder speaks timm: its state-dict keys are those of timm's ``VisionTransformer``
+trunk (``cls_token``, ``blocks.N.norm1`` / ``attn.qkv`` / ``attn.proj`` / ``ls1.gamma`` /
+``norm2`` / ``mlp.fc1`` / ``mlp.fc2`` / ``ls2.gamma``, ``norm``), so a timm ViT's trunk loads
+with no key mapping (``omnipatch.init``). The patch embedding and positions are the
+adapter's. With ``class_token`` the encoder prepends a learned token (its position folded in,
+as timm's ``cls_token + pos_embed[:, 0]``) after masking, as MAE does; ``forward`` returns
+the patch tokens only, ``forward_features(..., keep_prefix=True)`` the class token too.
 """
 
 from __future__ import annotations
@@ -18,12 +26,18 @@ from omnipatch.registry import Registry
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Attributes: width ``dim``, ``depth`` blocks, ``num_heads``, MLP ``mlp_ratio``."""
+    """Attributes: width ``dim``, ``depth`` blocks, ``num_heads``, MLP ``mlp_ratio``;
+    ``qkv_bias``; ``init_values`` layer scale (None: none; DINOv2 uses it); ``norm_eps``
+    (timm 1e-6, Hugging Face ViT/ViTMAE 1e-12); ``class_token`` (a prefix token, as ViT)."""
 
     dim: int = 192
     depth: int = 12
     num_heads: int = 3
     mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    init_values: float | None = None
+    norm_eps: float = 1e-6
+    class_token: bool = False
 
 
 PRESETS: Registry[EncoderConfig] = Registry("encoder preset")
@@ -40,8 +54,13 @@ class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.num_prefix_tokens = int(cfg.class_token)
+        if cfg.class_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+            nn.init.normal_(self.cls_token, std=1e-6)  # timm's init
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.init_values,
+                                          cfg.norm_eps) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.grad_checkpointing = False
         self.apply(_init_weights)
 
@@ -49,27 +68,43 @@ class Encoder(nn.Module):
     def dim(self) -> int:
         return self.cfg.dim
 
-    def forward_features(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        """``x (B, N, D)`` -> ``(B, N, D)`` after the final norm."""
+    def _prefix(self, x: Tensor, key_padding_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if not self.num_prefix_tokens:
+            return x, key_padding_mask
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        if key_padding_mask is not None:
+            key_padding_mask = torch.cat([key_padding_mask.new_zeros(x.shape[0], 1), key_padding_mask], dim=1)
+        return x, key_padding_mask
+
+    def forward_features(self, x: Tensor, key_padding_mask: Tensor | None = None,
+                         keep_prefix: bool = False) -> Tensor:
+        """``x (B, N, D)`` -> ``(B, N, D)`` after the final norm (``(B, 1 + N, D)`` with the
+        class token first when ``keep_prefix`` and the encoder has one)."""
+        x, key_padding_mask = self._prefix(x, key_padding_mask)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, key_padding_mask, use_reentrant=False)
             else:
                 x = blk(x, key_padding_mask)
-        return self.norm(x)
+        x = self.norm(x)
+        return x if keep_prefix else x[:, self.num_prefix_tokens:]
 
-    forward = forward_features
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        return self.forward_features(x, key_padding_mask)
 
     def forward_intermediates(self, x: Tensor, key_padding_mask: Tensor | None = None,
                               indices: list[int] | None = None) -> tuple[Tensor, list[Tensor]]:
-        """Final normed output and the outputs of the blocks in ``indices`` (default all)."""
+        """Final normed output and the outputs of the blocks in ``indices`` (default all),
+        patch tokens only."""
         keep = set(range(len(self.blocks)) if indices is None else indices)
+        n = self.num_prefix_tokens
+        x, key_padding_mask = self._prefix(x, key_padding_mask)
         inter = []
         for i, blk in enumerate(self.blocks):
             x = blk(x, key_padding_mask)
             if i in keep:
-                inter.append(x)
-        return self.norm(x), inter
+                inter.append(x[:, n:])
+        return self.norm(x)[:, n:], inter
 
     def no_weight_decay(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.dim() < 2}

@@ -529,7 +529,15 @@ def _command(a) -> None:
                  "weight_decay", "augment_strength"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
-    res = finetune(a.checkpoint, a.data, a.out, a.labels, cfg, options=_parse_options(a.option),
+    if (a.checkpoint is None) == (a.init is None):
+        raise OmnipatchError("give one of --checkpoint RUN_DIR or --init SOURCE")
+    run_dir = a.checkpoint
+    if a.init:  # a pretrained checkpoint fitted to the data, saved as a run in FT_DIR/init
+        from omnipatch.init.run import write_initialised
+
+        run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=_parse_options(a.option),
+                                    pos=a.init_pos, strict=a.init_strict, seed=a.seed, quiet=a.quiet or a.json)
+    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options=_parse_options(a.option),
                    on_bad_sample=a.on_bad_sample, random_init=a.random_init,
                    test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
                    quiet=a.quiet or a.json)
@@ -547,7 +555,11 @@ def _command(a) -> None:
 def add_commands(sub) -> None:
     """Add ``omnipatch finetune`` to the CLI's subparsers."""
     s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
-    s.add_argument("--checkpoint", required=True, help="pretraining run directory")
+    from omnipatch.cli import add_init_args
+
+    s.add_argument("--checkpoint", help="pretraining run directory (or --init SOURCE)")
+    add_init_args(s)
+    s.add_argument("--modality", help="with --init: the data's modality (default image)", default="image")
     s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
     s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
     s.add_argument("--task", choices=TASKS, default="classification")

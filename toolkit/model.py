@@ -79,13 +79,18 @@ class OmniModel(nn.Module):
         """Tokenize, mask (``self.masks[modality]``) and encode the visible tokens."""
         tokens = self.adapters[modality].tokenize(batch)
         visible, mask = mask_tokens(tokens, self.masks.get(modality, MaskSpec()), generator)  # fused on CUDA
-        latent = self.encoder_for(modality)(visible, ~mask.keep_valid)
-        return View(tokens, mask, latent, pool(latent, mask.keep_valid), batch.labels)
+        enc = self.encoder_for(modality)
+        if not enc.num_prefix_tokens:
+            latent, prefix = enc(visible, ~mask.keep_valid), None
+        else:  # a class token (ViT / MAE checkpoints): the decoder reads it too
+            out = enc.forward_features(visible, ~mask.keep_valid, keep_prefix=True)
+            prefix, latent = out[:, :enc.num_prefix_tokens], out[:, enc.num_prefix_tokens:]
+        return View(tokens, mask, latent, pool(latent, mask.keep_valid), batch.labels, prefix)
 
     def decode(self, view: View) -> Tensor:
         """MAE decoder + this modality's output projection: ``(B, L, P)`` predictions."""
         t = view.tokens
-        h = self.decoder(view.latent, view.mask, t.pos, t.padding_mask)
+        h = self.decoder(view.latent, view.mask, t.pos, t.padding_mask, view.prefix)
         return self.pred[t.modality](h)
 
     def embed(self, batch: Batch, modality: str, space: str = "encoder") -> Tensor:

@@ -41,13 +41,16 @@ OBJECTIVES: Registry[type] = Registry("objective")
 @dataclass
 class View:
     """One encoded view: its tokens, its mask, visible latents ``(B, K, D)``, pooled ``(B, D)``,
-    and the batch's labels ``(B,)`` when the data has them (only ``supcon`` uses them)."""
+    and the batch's labels ``(B,)`` when the data has them (only ``supcon`` uses them);
+    ``prefix (B, n, D)``: the encoder's class-token output when it has one (the MAE decoder
+    reads it, as MAE's does)."""
 
     tokens: PatchTokens
     mask: MaskResult
     latent: Tensor
     pooled: Tensor
     labels: Tensor | None = None
+    prefix: Tensor | None = None
 
 
 class Objective(nn.Module):

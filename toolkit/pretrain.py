@@ -126,7 +126,8 @@ def plan_data(cfg: Config, names: list[str]) -> Plan:
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
-             labels: str | None = None, report: bool = True) -> dict:
+             labels: str | None = None, report: bool = True, init: str | None = None, init_pos: str = "auto",
+             init_strict: bool = False) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
@@ -137,6 +138,8 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     Before training the data is scanned (:mod:`omnipatch.plan`; ``out/plan.json``). After
     it, a single-modality run with labels (``labels`` CSV, or the data's own labels) ends
     with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
+    ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
+    ``out/init_report.json``).
     """
     load_builtin()
     out = Path(out)
@@ -164,10 +167,15 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
             if not quiet:
                 print("\n".join(plan.lines()), flush=True)
     model = OmniModel.from_config(saved["model"]) if resume else build_model(cfg, per_modality)
+    init_info = saved.get("init") if resume else None
+    if init and not resume:
+        from omnipatch.init.run import init_for_run
+
+        model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
         dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
-              "classes": getattr(dataset, "classes", None)}
+              "classes": getattr(dataset, "classes", None), "init": init_info}
     out.mkdir(parents=True, exist_ok=True)
     if main:
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

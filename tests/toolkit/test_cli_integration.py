@@ -94,7 +94,7 @@ def test_data_option_flags_reach_the_config(monkeypatch, tmp_path, capsys):
     import omnipatch.pretrain as pt
 
     seen = {}
-    monkeypatch.setattr(pt, "pretrain", lambda cfg, out, resume=False, quiet=False, labels=None: seen.update(cfg=cfg) or
+    monkeypatch.setattr(pt, "pretrain", lambda cfg, out, **kw: seen.update(cfg=cfg) or
                         {"steps": 0, "last": {}, "run_dir": str(out)})
     code, _, err = _run(["pretrain", "--modality", "climate", "--data", "x.nc", "--out", str(tmp_path),
                          "--variables", "tas, pr", "--levels", "500,850"], capsys)

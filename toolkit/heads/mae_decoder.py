@@ -24,6 +24,7 @@ class DecoderConfig:
     depth: int = 2
     num_heads: int = 4
     mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
 
 
 class MAEDecoder(nn.Module):
@@ -33,18 +34,30 @@ class MAEDecoder(nn.Module):
         self.embed = nn.Linear(enc_dim, cfg.dim)
         self.pos_proj = nn.Linear(enc_dim, cfg.dim)
         self.mask_token = nn.Parameter(torch.zeros(cfg.dim))
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, norm_eps=cfg.norm_eps)
+                                    for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, latent: Tensor, mask: MaskResult, pos: Tensor, padding_mask: Tensor | None) -> Tensor:
-        """``latent (B, K, De)`` for ``mask.idx_keep``; ``pos (1|B, L, De)`` -> ``(B, L, Dd)``."""
+    def forward(self, latent: Tensor, mask: MaskResult, pos: Tensor, padding_mask: Tensor | None,
+                prefix: Tensor | None = None) -> Tensor:
+        """``latent (B, K, De)`` for ``mask.idx_keep``; ``pos (1|B, L, De)`` -> ``(B, L, Dd)``.
+
+        ``prefix (B, n, De)``: the encoder's class token output, decoded along (no position,
+        as MAE's zero class position) and dropped from the result.
+        """
         h = self.embed(latent)
         # scatter to full order, mask token elsewhere and + decoder positions in one write
         x = unshuffle(h, self.mask_token, mask, pos=self.pos_proj(pos.to(h.dtype)))
+        n = 0
+        if prefix is not None:
+            n = prefix.shape[1]
+            x = torch.cat([self.embed(prefix).to(x.dtype), x], dim=1)
+            if padding_mask is not None:
+                padding_mask = torch.cat([padding_mask.new_zeros(x.shape[0], n), padding_mask], dim=1)
         for blk in self.blocks:
             x = blk(x, padding_mask)
-        return self.norm(x)
+        return self.norm(x)[:, n:]
 
     def config(self) -> dict:
         return asdict(self.cfg)

@@ -1,0 +1,64 @@
+"""``--init`` end to end: pretrain from an omnipatch run, fine-tune and load from a Hugging Face
+folder; the report is printed and written."""
+
+import json
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from omnipatch import checkpoint as ckpt  # noqa: E402
+from omnipatch.cli import main  # noqa: E402
+from omnipatch.demo import write_digits  # noqa: E402
+
+OPTS = '{"image_size": 16, "patch_size": 4, "channels": 1}'
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits"))
+
+
+def _pretrain(data, out, *extra):
+    return main(["pretrain", "--modality", "image", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--preset", "micro", "--batch-size", "16", "--objective", "mae", "--set", f"data.options={OPTS}",
+                 "--set", "train.monitor_every=0", "--quiet", *extra])
+
+
+def test_pretrain_init_from_run_starts_from_its_weights(digits, tmp_path, capsys):
+    assert _pretrain(digits["train"], tmp_path / "A") == 0
+    assert _pretrain(digits["test"], tmp_path / "B", "--init", str(tmp_path / "A"), "--init-strict") == 0
+    report = json.loads((tmp_path / "B" / "init_report.json").read_text())
+    assert report["counts"]["new"] == 0 and report["counts"]["loaded"] > 0
+    cfg = ckpt.load_config(tmp_path / "B")
+    assert cfg["init"]["source"] == str(tmp_path / "A") and cfg["model"]["encoder"] == ckpt.load_config(
+        tmp_path / "A")["model"]["encoder"]
+    # a missing source: one line, exit 2
+    assert _pretrain(digits["test"], tmp_path / "C", "--init", str(tmp_path / "nope")) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_finetune_and_load_from_hugging_face_vitmae(digits, tmp_path, capsys):
+    tr = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = tr.ViTMAEForPreTraining(tr.ViTMAEConfig(
+        image_size=32, patch_size=2, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
+        decoder_intermediate_size=37))
+    hf.save_pretrained(tmp_path / "mae")
+    rc = main(["finetune", "--init", str(tmp_path / "mae"), "--modality", "image", "--data", str(digits["train"]),
+               "--out", str(tmp_path / "ft"), "--epochs", "1", "--mode", "linear", "--option", "image_size=16",
+               "--option", "patch_size=4", "--option", "channels=1"])
+    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "init from Hugging Face ViTMAEForPreTraining" in err and "channels 3 -> 1" in err
+    assert (tmp_path / "ft" / "init" / "init_report.json").is_file() and (tmp_path / "ft" / "metrics.json").is_file()
+    import omnipatch
+
+    pre = omnipatch.load(init=str(tmp_path / "mae"), modality="image", data=str(digits["test"]),
+                         options={"image_size": 16, "patch_size": 4, "channels": 1})
+    ids, emb = pre.embed(str(digits["test"]))
+    assert emb.shape == (len(ids), 32) and torch.isfinite(emb).all()
+    assert pre.model.adapters["image"].pos_grid == (16, 16)  # ViTMAE's table, resampled to 4 x 4 on use
