@@ -226,8 +226,8 @@ SPEC = ModalitySpec(
     options={"image_size": 32, "patch_size": 4, "channels": None},
     scan=_scan,
     # the demo's recipe, measured on held-out digits (README, Results): a lighter mask and
-    # an equal-weight NT-Xent term at temperature 0.2
-    recipe={"objectives": "mae+contrastive:1", "objectives.contrastive.temperature": 0.2, "model.mask_ratio": 0.5},
+    # MV-DHEL between two views (kNN 0.971 / linear 0.980 vs MAE + NT-Xent 0.958 / 0.976)
+    recipe={"objectives": "mae+dhel", "model.mask_ratio": 0.5},
     raw_features=_raw_pixels,
     raw_name="pixels",
     model_options=("channels", "patch_size"),

@@ -210,9 +210,27 @@ def resolve_features(features) -> list[str]:
     return [f for f in FEATURES if f in feats]
 
 
+def canonical_frame(pts: np.ndarray) -> np.ndarray:
+    """``(3, 3)`` rotation to the cloud's principal axes (largest variance first), each axis
+    signed so that the points' third moment along it is positive, the last one set to keep a
+    right-handed frame: the same shape in any orientation lands in (nearly) the same pose
+    (ambiguous only for shapes symmetric along an axis)."""
+    c = pts - pts.mean(0)
+    w, v = np.linalg.eigh(c.T @ c / max(len(c), 1))
+    v = v[:, ::-1]  # descending variance
+    proj = c @ v
+    sign = np.sign((proj**3).sum(0))
+    sign[sign == 0] = 1.0
+    v = v * sign
+    if np.linalg.det(v) < 0:
+        v[:, 2] = -v[:, 2]
+    return v
+
+
 def to_array(data: PointData, features: list[str], path: str, max_points: int,
-             min_points: int = 1) -> np.ndarray:
-    """``(N, C)`` float32: unit-sphere xyz then the requested extras (module doc layout)."""
+             min_points: int = 1, align: str = "none") -> np.ndarray:
+    """``(N, C)`` float32: unit-sphere xyz then the requested extras (module doc layout);
+    ``align="pca"`` turns xyz (and normals) into :func:`canonical_frame`."""
     n = len(data.points)
     if n < max(1, min_points):
         raise BadSampleError(path, f"has {n} points, fewer than min_points={max(1, min_points)}")
@@ -229,17 +247,26 @@ def to_array(data: PointData, features: list[str], path: str, max_points: int,
         keep = np.sort(rng.choice(n, size=max_points, replace=False))
     pts = data.points[keep]
     pts = pts - pts.mean(0)
+    if align not in ALIGN:
+        raise OmnipatchError(f"pointcloud option align must be one of {ALIGN}, got {align!r}")
+    frame = canonical_frame(pts) if align == "pca" else None
+    if frame is not None:
+        pts = pts @ frame
     scale = float(np.sqrt((pts**2).sum(1)).max())
     parts = [pts / scale if scale > 0 else pts]
     for f in features:
         v = cols[f][keep]
         if f == "normals":
             v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            v = v @ frame if frame is not None else v
         parts.append(v)
     x = np.concatenate(parts, 1).astype(np.float32)
     if not np.isfinite(x).all():
         raise BadSampleError(path, "contains NaN or infinite attribute values")
     return x
+
+
+ALIGN = ("none", "pca")
 
 
 class PointCloudDataset(FileDataset):
@@ -254,12 +281,18 @@ class PointCloudDataset(FileDataset):
             readable file. A file lacking required colours/intensity is a bad sample;
             missing normals are estimated.
         min_points: clouds with fewer points are bad samples (an empty cloud always is).
+        align: ``"none"`` keeps each file's orientation; ``"pca"`` turns every cloud into its
+            canonical frame (:func:`canonical_frame`), so embeddings do not depend on how a
+            scan or mesh was rotated (instance retrieval of arbitrarily posed objects).
         on_bad_sample: ``raise`` or ``skip``.
     """
 
     def __init__(self, source, max_points: int = 2048, mesh_points: int = 2048, features=None,
-                 min_points: int = 1, on_bad_sample: str = "raise"):
+                 min_points: int = 1, align: str = "none", on_bad_sample: str = "raise"):
         super().__init__(resolve(source, EXTENSIONS), on_bad_sample)
+        if align not in ALIGN:
+            raise OmnipatchError(f"pointcloud option align must be one of {ALIGN}, got {align!r}")
+        self.align = align
         self.max_points, self.mesh_points, self.min_points = int(max_points), int(mesh_points), int(min_points)
         self.features = resolve_features(features) if features is not None else self._infer_features()
         self.channels = 3 + sum(WIDTH[f] for f in self.features)
@@ -276,7 +309,7 @@ class PointCloudDataset(FileDataset):
 
     def read(self, entry: Entry) -> Sample:
         data = read_points(entry.path, self.mesh_points)
-        x = to_array(data, self.features, entry.path, self.max_points, self.min_points)
+        x = to_array(data, self.features, entry.path, self.max_points, self.min_points, self.align)
         return Sample(x=torch.from_numpy(x), id=entry.id, label=self.label_of(entry))
 
 
@@ -404,9 +437,9 @@ def d2_histogram(sample, bins: int = 32, pairs: int = 4096) -> np.ndarray:
 
 
 def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None, min_points: int = 1,
-          on_bad_sample: str = "raise", **_) -> PointCloudDataset:
+          align: str = "none", on_bad_sample: str = "raise", **_) -> PointCloudDataset:
     return PointCloudDataset(source, max_points=max_points, mesh_points=mesh_points, features=features,
-                             min_points=min_points, on_bad_sample=on_bad_sample)
+                             min_points=min_points, align=align, on_bad_sample=on_bad_sample)
 
 
 def thumbnail(sample: Sample, size: int = 64):
@@ -428,13 +461,13 @@ SPEC = ModalitySpec(
     augment=augment,
     default_mask="random",
     options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
-             "num_groups": 64, "group_size": 32, "point_hidden": 64},
+             "num_groups": 64, "group_size": 32, "point_hidden": 64, "align": "none"},
     scan=_scan,
     # examples/pointcloud_brain_surfaces.py: MAE + NT-Xent at half weight
     recipe={"objectives": "mae+contrastive:0.5"},
     raw_features=d2_histogram,
     raw_name="D2 shape histogram",
-    model_options=("features", "point_hidden"),
+    model_options=("features", "point_hidden", "align"),
     thumbnail=thumbnail,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -59,7 +59,9 @@ def demo_config(train_csv: Path, steps: int) -> Config:
     cfg.data.options = {"image_size": 16, "patch_size": 4, "channels": 1}
     cfg.model.preset = "mini"
     cfg.model.mask_ratio = 0.5
-    cfg.objectives = {"mae": {"weight": 1.0}, "contrastive": {"weight": 1.0, "temperature": 0.2}}
+    # MV-DHEL over two views; on the held-out digits it beat MAE + NT-Xent (T 0.2) on both
+    # probes: kNN 0.971 vs 0.958, linear 0.980 vs 0.976 (400 steps each, README, Results)
+    cfg.objectives = {"mae": {"weight": 1.0}, "dhel": {"weight": 1.0}}
     cfg.train.steps = steps
     cfg.train.batch_size = 128
     cfg.train.lr = 1e-3

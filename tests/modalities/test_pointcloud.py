@@ -167,3 +167,20 @@ def test_augment_batched_seeded_and_keeps_normals_unit():
     # rotation only (no scale/jitter at strength ~0): distances to the origin are kept
     v0 = augment(b, torch.Generator().manual_seed(2), strength=1e-6)
     torch.testing.assert_close(v0.x[..., :3].norm(dim=-1), xyz.norm(dim=-1), atol=1e-4, rtol=0)
+
+
+def test_pca_alignment_removes_the_rotation(tmp_path):
+    """``align="pca"``: the same cloud in another orientation reads (nearly) the same."""
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(400, 3)) * [3.0, 1.5, 0.5]  # distinct principal axes
+    pts[:, 0] += 0.5 * pts[:, 0] ** 2 / 3  # skewed, so the axis signs are defined
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    for name, p in (("a.ply", pts), ("b.ply", pts @ q.T + [5.0, -2.0, 1.0])):
+        o3d.io.write_point_cloud(str(tmp_path / name), o3d.geometry.PointCloud(o3d.utility.Vector3dVector(p)))
+    files = [str(tmp_path / "a.ply"), str(tmp_path / "b.ply")]
+    aligned = PointCloudDataset(files, features="xyz", align="pca")
+    np.testing.assert_allclose(aligned[0].x.numpy(), aligned[1].x.numpy(), atol=1e-4)
+    raw = PointCloudDataset(files, features="xyz")
+    assert np.abs(raw[0].x.numpy() - raw[1].x.numpy()).max() > 0.1  # default: orientation kept
+    with pytest.raises(OmnipatchError, match="align must be one of"):
+        PointCloudDataset(files, align="spin")

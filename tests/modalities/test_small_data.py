@@ -251,7 +251,7 @@ def test_the_cli_applies_the_recipe_under_the_users_flags(tmp_path, capsys, png_
                "--steps", "1", "--preset", "micro"], capsys)
     assert "recipe for image" in out
     cfg = saved(run)
-    assert cfg["objectives"] == {"mae": {"weight": 1.0}, "contrastive": {"weight": 1.0, "temperature": 0.2}}
+    assert cfg["objectives"] == {"mae": {"weight": 1.0}, "dhel": {"weight": 1.0}}
     assert cfg["model"]["mask_ratio"] == 0.5
     run = tmp_path / "b"
     _ok(["pretrain", "--modality", "image", "--data", str(png_folder / "manifest.csv"), "--out", str(run),
