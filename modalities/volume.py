@@ -486,5 +486,6 @@ SPEC = ModalitySpec(
     # mean / std were measured on; roi_size, spacing and crops give valid grids (sin-cos
     # positions per grid), so they stay free
     model_options=("channels", "patch_size", "intensity", "window", "percentiles"),
+    train_options=("crops_per_volume",),
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

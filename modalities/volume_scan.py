@@ -51,6 +51,10 @@ def _channels(img, series: str) -> int:
     return 1 if kind in ("frames", "mean") else int(img.shape[-1])
 
 
+#: a data set of few volumes is cut into enough random crops for a full default batch
+TARGET_SAMPLES = 128
+
+
 def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     """Facts (volumes, shapes, spacing, channels, intensity range) and fits (roi_size, channels).
 
@@ -112,6 +116,13 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
             fits["roi_size"] = (new, f"the smallest extent per RAS axis is {'x'.join(map(str, smallest))} voxels"
                                      f"{after}: crops of {'x'.join(map(str, new))} (multiples of the patch "
                                      f"{'x'.join(map(str, ps))}) instead of padding to {'x'.join(map(str, roi))}")
+    crops = int(options.get("crops_per_volume") or 1)
+    larger = [x for x in extents if any(a > r for a, r in zip(x, roi))]
+    if ("crops_per_volume" not in explicit and options.get("crop", "random") == "random" and larger
+            and len(entries) * crops < TARGET_SAMPLES):
+        k = min(256, math.ceil(TARGET_SAMPLES / len(entries)))
+        fits["crops_per_volume"] = (k, f"{len(entries)} volume(s): {k} random crops each give "
+                                       f"{len(entries) * k} samples per epoch (pretraining only; embed reads one)")
     if "channels" not in explicit and options.get("channels") is None and len(chans) == 1:
         c = next(iter(chans))
         fits["channels"] = (c, f"all {len(extents)} scanned volumes have {c} channel{'s' if c > 1 else ''}")

@@ -248,7 +248,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                     progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
             acc, health, n_acc, seen, t_log = {}, {}, 0, 0, time.time()
         if budget is not None and budget.due(done):
-            total = budget.size(done, total)
+            total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
             sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
             progress.total = total
             if isinstance(config.get("run"), dict):  # a resume continues these steps

@@ -439,7 +439,8 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
         raise OmnipatchError(f"the run was trained on {', '.join(names)}, not {m!r}")
     spec = MODALITIES.get(m)
     run_opts = run_cfg["run"]["data"].get("options", {})
-    opts = {**(run_opts.get(m, {}) if len(names) > 1 else run_opts), **(options or {})}
+    saved = run_opts.get(m, {}) if len(names) > 1 else run_opts
+    opts = {**{k: v for k, v in saved.items() if k not in spec.train_options}, **(options or {})}
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, list, tuple)):
         return data, spec, opts
     return open_data(spec, data, opts, on_bad_sample), spec, opts

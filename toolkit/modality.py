@@ -49,6 +49,8 @@ class ModalitySpec:
         raw_name: a few words naming that baseline in reports.
         model_options: options baked into a trained model (variables, columns, channels,
             patch size ...): ``embed`` / ``finetune`` / ``retrieve`` refuse a different value.
+        train_options: options that shape pretraining only (e.g. random crops per volume):
+            reading data for a trained model goes back to their defaults unless given.
     """
 
     name: str
@@ -65,6 +67,7 @@ class ModalitySpec:
     raw_features: Callable[[Any], Any] | None = None
     raw_name: str = "raw values"
     model_options: tuple[str, ...] = ()
+    train_options: tuple[str, ...] = ()
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities")

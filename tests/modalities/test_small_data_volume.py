@@ -98,3 +98,20 @@ def test_cli_twelve_small_volumes_pretrain_embed_eval(small_volumes, tmp_path, c
                  "--set", "data.options.channels=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'channels'" in err[0] and "checkpoint" in err[0]
+
+
+def test_one_large_volume_is_cut_into_crops_for_pretraining_only(tmp_path, capsys):
+    """A single volume (the MNI template case) fits ``crops_per_volume`` to fill a batch;
+    embedding it later reads one crop, not 128."""
+    from omnipatch.cli import main
+
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(rng.random((40, 40, 40)).astype(np.float32), np.eye(4)), tmp_path / "one.nii.gz")
+    run = tmp_path / "run"
+    assert main(["pretrain", "--modality", "volume", "--data", str(tmp_path / "one.nii.gz"), "--out", str(run),
+                 "--steps", "1", "--preset", "micro", "--quiet"]) == 0, capsys.readouterr().err
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["fits"]["crops_per_volume"]["value"] == 128 and plan["facts"]["samples"] == 128
+    assert main(["embed", "--checkpoint", str(run), "--data", str(tmp_path / "one.nii.gz"),
+                 "--out", str(tmp_path / "e.parquet")]) == 0
+    assert "wrote 1 embeddings" in capsys.readouterr().out
