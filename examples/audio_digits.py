@@ -128,11 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="runs/audio_digits")
     ap.add_argument("--steps", type=int, default=700)
     add_recipe_args(ap)
-    ap.add_argument("--holdout-voice", choices=VOICES, help="test on an unseen voice (speaker) instead of a random split")
+    ap.add_argument("--holdout-voice", choices=(*VOICES, "none"), default="slt",
+                    help="test on a voice (speaker) never heard in training (default slt); none: a random split")
     a = ap.parse_args(argv)
     out = Path(a.out)
     t0 = time.time()
-    data = synthesise(out / "data", holdout_voice=a.holdout_voice)
+    data = synthesise(out / "data", holdout_voice=None if a.holdout_voice == "none" else a.holdout_voice)
     n_train = sum(1 for _ in open(data["train"])) - 1
     n_test = sum(1 for _ in open(data["test"])) - 1
     print(f"data: {n_train} train / {n_test} held-out spoken digits ({len(VOICES)} flite voices) in {out / 'data'}"

@@ -114,11 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--separate-encoders", action="store_true", help="one encoder per modality")
     ap.add_argument("--pairs-per-image", type=int, default=4, help="training rows per image (1 for held-out)")
+    ap.add_argument("--holdout-voice", default="slt", help="held-out clips all come from this flite voice, never "
+                    "heard in training ('none': a stratified random split of all voices)")
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
     t0 = time.time()
     images = write_digits(out / "images")
-    audio = synthesise(out / "audio")
+    audio = synthesise(out / "audio", holdout_voice=None if a.holdout_voice == "none" else a.holdout_voice)
     pairs = {s: paired_manifest(images[s], audio[s], out / f"pairs_{s}.csv", a.pairs_per_image if s == "train" else 1)
              for s in ("train", "test")}
     print(f"data: {sum(1 for _ in open(pairs['train'])) - 1} train / {sum(1 for _ in open(pairs['test'])) - 1} "

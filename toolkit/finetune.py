@@ -440,7 +440,10 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
     spec = MODALITIES.get(m)
     run_opts = run_cfg["run"]["data"].get("options", {})
     saved = run_opts.get(m, {}) if len(names) > 1 else run_opts
-    opts = {**{k: v for k, v in saved.items() if k not in spec.train_options}, **(options or {})}
+    from omnipatch.dataflags import merge_checked  # channels may change: the patch embedding is inflated
+
+    opts = merge_checked(spec, {k: v for k, v in saved.items() if k not in spec.train_options}, options or {},
+                         allow=("channels",))
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, list, tuple)):
         return data, spec, opts
     return open_data(spec, data, opts, on_bad_sample), spec, opts
@@ -538,7 +541,9 @@ def _command(a) -> None:
 
         run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=_parse_options(a.option),
                                     pos=a.init_pos, strict=a.init_strict, seed=a.seed, quiet=a.quiet or a.json)
-    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options=_parse_options(a.option),
+    from omnipatch.dataflags import data_options
+
+    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options={**_parse_options(a.option), **data_options(a)},
                    on_bad_sample=a.on_bad_sample, random_init=a.random_init,
                    test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
                    quiet=a.quiet or a.json)
@@ -579,6 +584,9 @@ def add_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (e.g. channels=4)")
+    from omnipatch.dataflags import add_data_flags
+
+    add_data_flags(s)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
     s.add_argument("--test-data", help="held-out data scored with the best weights")
     s.add_argument("--test-labels", help="labels of --test-data (default: --labels)")

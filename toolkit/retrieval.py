@@ -172,8 +172,11 @@ def _space(pre) -> str:
 def _cmd_index(a) -> None:
     from omnipatch.api import load
 
+    from omnipatch.dataflags import data_options
+
     pre = load(a.checkpoint)
-    ids, emb = pre.embed(pre.open(a.data, modality=a.modality), modality=a.modality, space=_space(pre),
+    ids, emb = pre.embed(pre.open(a.data, modality=a.modality, options=data_options(a)), modality=a.modality,
+                         space=_space(pre),
                          batch_size=a.batch_size)
     data = str(Path(a.data).resolve()) if Path(a.data).exists() else a.data
     idx = build_index(emb, ids, {"modality": a.modality, "checkpoint": str(Path(a.checkpoint).resolve()),
@@ -197,7 +200,9 @@ def _cmd_query(a) -> None:
     if a.plot and "data" not in idx.meta:
         raise OmnipatchError(f"{a.index}: the index does not record its data source; rebuild it to plot results")
     pre = load(idx.meta["checkpoint"])
-    qds = pre.open(a.data, modality=a.modality)
+    from omnipatch.dataflags import data_options
+
+    qds = pre.open(a.data, modality=a.modality, options=data_options(a))
     ids, q = pre.embed(qds, modality=a.modality, space=idx.meta.get("space", "encoder"), batch_size=a.batch_size)
     scores, nn = idx.search(q, a.k)
     out = Path(a.out)
@@ -247,6 +252,8 @@ def _cmd_eval(a) -> None:
 
 
 def add_commands(sub) -> None:
+    from omnipatch.dataflags import add_data_flags
+
     r = sub.add_parser("retrieve", help="cross-modal retrieval: build an index, query it, evaluate recall@k")
     rs = r.add_subparsers(dest="retrieve_command", required=True)
     s = rs.add_parser("index", help="embed a modality's items into an index")
@@ -255,6 +262,7 @@ def add_commands(sub) -> None:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="index folder")
     s.add_argument("--batch-size", type=int, default=256)
+    add_data_flags(s)
     s.set_defaults(func=_cmd_index)
     s = rs.add_parser("query", help="top-k index items for each query item (CSV or JSON)")
     s.add_argument("--index", required=True)
@@ -265,6 +273,7 @@ def add_commands(sub) -> None:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--plot", help="PNG: thumbnails of some queries and their top results")
     s.add_argument("--plot-queries", type=int, default=6, help="queries shown in --plot")
+    add_data_flags(s)
     s.set_defaults(func=_cmd_query)
     s = rs.add_parser("eval", help="recall@1/5/10, mAP, median rank in both directions on a paired manifest")
     s.add_argument("--checkpoint", required=True)

@@ -179,6 +179,14 @@ def test_table_of_fifty_rows_with_missing_cells(tmp_path, capsys):
     ids = _embed_eval(run, tmp_path / "t.csv", tmp_path, capsys, 50,
                       extra=["--id-column", "id", "--label-column", "label"])
     assert ids[:2] == ["r0", "r1"]
+    out = _ok(["finetune", "--checkpoint", str(run), "--data", str(tmp_path / "t.csv"), "--id-column", "id",
+               "--label-column", "label", "--mode", "linear", "--epochs", "1", "--out", str(tmp_path / "ft"),
+               "--quiet"], capsys)
+    assert "fine-tuned (classification, linear)" in out
+    code = main(["finetune", "--checkpoint", str(run), "--data", str(tmp_path / "t.csv"), "--out",
+                 str(tmp_path / "ft2"), "--set", "data.options.columns=a,b"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'columns'" in err and "differs from the checkpoint" in err
 
 
 def test_steps_zero_writes_the_initial_checkpoint(tmp_path, capsys, png_folder):
