@@ -128,7 +128,7 @@ def save_orthogonal_slices(pictures: dict[str, Tensor], out: str | Path, sample:
             by ``OmniModel.reconstruct`` (missing rows are skipped).
         sample, channel: which volume of the batch and which channel to show.
     """
-    from omnipatch.plots import pyplot, finish
+    from omnipatch.plots import finish, pyplot
 
     plt = pyplot()
     rows = [k for k in ("original", "masked", "reconstruction") if k in pictures] or list(pictures)

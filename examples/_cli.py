@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+
 def cli(*args: str, quiet: bool = False) -> str:
     """``omnipatch ARGS`` in this process; its stdout (echoed unless ``quiet``). Exits on failure."""
     from omnipatch.cli import main

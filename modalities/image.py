@@ -199,7 +199,7 @@ def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     if "image_size" not in explicit:
         side = min(max(median, 16), 64)
         p = patch or max(4, -(-side // MAX_SIDE_TOKENS))
-        size = max(p, side // p * p) if side >= 16 else 4 * p
+        size = max(p, side // p * p)
         fits["image_size"] = (size, f"median short side {median} px; {size // p} x {size // p} patches of "
                                     f"{p} px (at most {MAX_SIDE_TOKENS} per side on a CPU budget)")
         if patch is None:

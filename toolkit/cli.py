@@ -14,7 +14,6 @@ from pathlib import Path
 from omnipatch.dataflags import add_data_flags
 from omnipatch.errors import OmnipatchError
 
-
 #: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
 COMMAND_MODULES: list[str] = ["omnipatch.retrieval", "omnipatch.finetune", "omnipatch.export"]
 

@@ -171,7 +171,6 @@ def _space(pre) -> str:
 
 def _cmd_index(a) -> None:
     from omnipatch.api import load
-
     from omnipatch.dataflags import data_options
 
     pre = load(a.checkpoint)

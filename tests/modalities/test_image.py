@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from omnipatch.batch import Sample
+from omnipatch.batch import Sample, collate
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.base import Skipped
 from omnipatch.modalities.image import ImageDataset, augment, channel_stats
-from omnipatch.batch import collate
 
 
 def test_png_folder_manifest_labels(png_folder):

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from omnipatch.masking import (
-    MaskSpec, block_mask, gather_tokens, group_mask, make_mask, random_mask, tube_mask, unshuffle,
+    MaskSpec,
+    block_mask,
+    gather_tokens,
+    group_mask,
+    make_mask,
+    random_mask,
+    tube_mask,
+    unshuffle,
 )
 from omnipatch.tokens import PatchTokens
 
