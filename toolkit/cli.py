@@ -121,16 +121,9 @@ def _report(a) -> None:
 
 
 def _read_labels(path: str) -> dict[str, str]:
-    import csv
+    from omnipatch.eval.report import read_label_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise OmnipatchError(f"{path}: labels file not found")
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"id", "label"} <= set(rows[0]):
-        raise OmnipatchError(f"{path}: needs columns 'id' and 'label'")
-    return {r["id"]: r["label"] for r in rows}
+    return read_label_file(path)[0]
 
 
 def _labelled(emb_path: str, labels: dict[str, str]):
