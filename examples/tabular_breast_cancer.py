@@ -25,13 +25,19 @@ which runs, in short::
     omnipatch eval linear --embeddings emb_train.parquet --test-embeddings emb_test.parquet \\
         --labels labels.csv
 
-and prints (measured on a 2-core CPU shared with another job, ``OMP_NUM_THREADS=1``)::
+and prints (measured on a 2-core AMD EPYC shared with other jobs, load ~2, ``OMP_NUM_THREADS=1``)::
 
-    pretraining: 300 steps in 95 s; masked reconstruction loss 1.2244 -> 0.5535
+    pretraining: 300 steps in 115 s; masked reconstruction loss 1.2246 -> 0.5571
     held-out rows (143), 30 % of cells missing     linear    kNN
       logistic regression, mean-imputed raw        0.937      -
       pretrained encoder                           0.958  0.937
       random-init encoder                          0.937  0.909
+      raw features (mean-imputed columns)          0.944  0.741
+
+(the last row is ``omnipatch report``'s baseline: the same logistic-regression probe on the
+table's columns, missing cells imputed with the training mean). Pretraining beats both, but
+random init by only 0.021: on this small, easy table a random tokeniser already separates
+the classes well.
 
 Over missing-cell patterns and splits ``--seed 0 / 1 / 2``, the linear probe on pretrained
 embeddings scored 0.958 / 0.944 / 0.951 against mean-imputed logistic regression's 0.937 /
