@@ -152,7 +152,7 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: st
     t = time.time()
     whole = embed_volume(pre, data["full_volume"], overlap=0.25)
     t_sw = time.time() - t
-    ds = pre.open(data["left_volume"])
+    ds = pre.open(data["left_volume"], options={"crops_per_volume": 4})  # 4 crops to draw
     batch = collate([ds[i] for i in range(4)])
     pics = pre.model.reconstruct(batch, "volume", torch.Generator().manual_seed(0))
     save_orthogonal_slices({k: v.cpu() for k, v in pics.items()}, out / "slices.png",
