@@ -87,6 +87,9 @@ def _embed(a) -> None:
     from omnipatch.api import load, write_embeddings
     from omnipatch.dataflags import data_options
 
+    from omnipatch.config import check_range
+
+    check_range("--batch-size", a.batch_size, "int", 1)
     pre = load(a.checkpoint, random_init=a.random_init)
     ds = pre.open(a.data, a.on_bad_sample, modality=a.modality, options=data_options(a))
     ids, emb = pre.embed(ds, batch_size=a.batch_size, modality=a.modality)
@@ -147,8 +150,11 @@ def _labelled(emb_path: str, labels: dict[str, str]):
 
 
 def _eval(a) -> None:
+    from omnipatch.config import check_range
     from omnipatch.eval import cross_val_accuracy, knn_accuracy, linear_accuracy
     from omnipatch.plots import save_embedding_map
+
+    check_range("--k", a.k, "int", 1)
 
     labels = _read_labels(a.labels)
     x, y = _labelled(a.embeddings, labels)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from omnipatch import checkpoint as ckpt
-from omnipatch.config import Config
+from omnipatch.config import Config, validate
 from omnipatch.data import CachedDataset
 from omnipatch.encoder import PRESETS
 from omnipatch.engine import fit, single_modality_step
@@ -36,9 +36,16 @@ def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "r
 
 def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
     """Fail fast, before reading any data, on unknown preset / objective / mask names."""
+    import inspect
+
     PRESETS.get(cfg.model.preset)
-    for name in cfg.objectives:
-        OBJECTIVES.get(name)
+    for name, args in cfg.objectives.items():
+        params = inspect.signature(OBJECTIVES.get(name).__init__).parameters
+        known = [p for p in params if p not in ("self", "enc_dim")]
+        for arg in args:
+            if arg != "weight" and arg not in known:
+                raise OmnipatchError(f"objectives.{name}.{arg}: unknown argument of objective {name!r} "
+                                     f"(known: weight{', ' if known else ''}{', '.join(known)})")
     mask = MaskSpec(cfg.model.mask or spec.default_mask, cfg.model.mask_ratio, cfg.model.block_size)
     MASKS.get(mask.strategy)
     return mask
@@ -148,6 +155,7 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
         run = Config.from_dict(saved["run"])
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
         cfg = run
+    validate(cfg)
     names = modality_names(cfg)
     if not names:
         raise OmnipatchError("no modality given (--modality)")
