@@ -190,7 +190,8 @@ def open_climate(paths: list[str], engine: str | None = None, block: int = 64, o
                 raise
             skipped.append(Skipped(e.source, e.reason))
     if not good:
-        raise OmnipatchError(f"none of {len(paths)} climate file(s) could be opened (first: {paths[0]})")
+        first = f"{skipped[0].source}: {skipped[0].reason}" if skipped else paths[0]
+        raise OmnipatchError(f"none of {len(paths)} climate file(s) could be opened (first: {first})")
     if len(parts) == 1:
         return parts[0], skipped
     if tdim is None:

@@ -110,4 +110,22 @@ def load_train_state(run_dir: str | Path) -> dict | None:
     path = find(run_dir) / "train_state.pt"
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return safe_torch_load(path)
+
+
+def safe_torch_load(path: str | Path):
+    """``torch.load(weights_only=True)``; a file that is truncated, corrupt, or holds anything
+    but tensors and plain containers is one line (never torch's advice to unpickle it)."""
+    import pickle
+    import zipfile
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).split("In PyTorch 2.6")[0].replace("Weights only load failed.", "").strip()
+        detail = next((ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("Unsupported")), first)
+        raise OmnipatchError(f"{path}: refused: it holds objects other than tensors and plain containers "
+                             f"(never unpickled){f' ({detail[:160]})' if detail else ''}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise OmnipatchError(f"{path}: truncated or corrupt ({msg})") from None
