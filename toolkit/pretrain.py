@@ -134,7 +134,7 @@ def plan_data(cfg: Config, names: list[str]) -> Plan:
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
              labels: str | None = None, report: bool = True, init: str | None = None, init_pos: str = "auto",
-             init_strict: bool = False) -> dict:
+             init_strict: bool = False, overwrite: bool = False) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
@@ -147,9 +147,26 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
     ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
     ``out/init_report.json``).
+
+    One run per directory (:mod:`omnipatch.rundir`): ``out`` is locked while the run lasts,
+    and a fresh run refuses a non-empty ``out`` unless ``overwrite`` (which removes the old
+    run's artefacts first); temporaries of a killed checkpoint write are cleaned.
     """
+    from omnipatch.rundir import RunLock, make_run_dir, prepare
+
+    if not resume:
+        validate(cfg)  # before touching the disk
+    if os.environ.get("RANK", "0") != "0":
+        return _pretrain(cfg, Path(out), resume, quiet, labels, report, init, init_pos, init_strict)
+    out = make_run_dir(out)
+    with RunLock(out):
+        prepare(out, resume, overwrite)
+        return _pretrain(cfg, out, resume, quiet, labels, report, init, init_pos, init_strict)
+
+
+def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report: bool, init, init_pos: str,
+              init_strict: bool) -> dict:
     load_builtin()
-    out = Path(out)
     if resume:
         saved = ckpt.load_config(out)
         run = Config.from_dict(saved["run"])
