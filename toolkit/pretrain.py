@@ -107,17 +107,19 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     from omnipatch.shards import ShardStream, extract_first, shard_list
 
     shards = shard_list(str(cfg.data.source))
-    options = {k: v for k, v in cfg.data.options.items() if k != "shuffle_buffer"}
+    stream_keys = ("shuffle_buffer", "max_member_mb")  # the stream's own options, not the reader's
+    options = {k: v for k, v in cfg.data.options.items() if k not in stream_keys}
+    cap = float(cfg.data.options.get("max_member_mb", 256))
     factory = lambda paths: open_data(spec, paths, options, cfg.data.on_bad_sample)
     probe_dir = tempfile.mkdtemp(prefix="omnipatch-probe-")
     atexit.register(shutil.rmtree, probe_dir, True)  # the probe files live as long as the run
-    first = extract_first(shards, 256, probe_dir)
+    first = extract_first(shards, 256, probe_dir, cap)
     if not first:
         raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
     probe = factory([p for p, _ in first])
     stream = ShardStream(shards, stream_reader(probe), seed=cfg.train.seed,
                          shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
-                         on_bad_sample=cfg.data.on_bad_sample)
+                         on_bad_sample=cfg.data.on_bad_sample, max_member_mb=cap)
     return stream, {spec.name: probe}
 
 
