@@ -76,6 +76,7 @@ class Pretrained:
 
         ids, embs = [], []
         skipped = skipped if skipped is not None else []
+        skipped.extend(getattr(dataset, "skipped_files", []))  # files passed over when opening
         for batch, bad in eval_loader(dataset, batch_size):
             skipped.extend(bad)
             if batch is None:

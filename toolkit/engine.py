@@ -154,9 +154,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         start = int(state["step"])
         if main:
             _truncate_metrics(metrics_path, start)
-    elif main:  # a fresh run: no metrics or skip list of an older one
-        for old in (metrics_path, *run_dir.glob("skipped*.jsonl")):
-            old.unlink(missing_ok=True)
+    elif main and metrics_path.exists():
+        metrics_path.unlink()
 
     def save(step: int) -> None:  # collective under FSDP: every rank gathers, rank 0 writes
         weights = {k.removeprefix("model."): v for k, v in strategy.model_state(step_module).items()}

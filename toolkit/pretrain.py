@@ -183,6 +183,12 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
     plan = None if resume else plan_data(cfg, names)
     dataset, per_modality = open_run_data(cfg)
     main = os.environ.get("RANK", "0") == "0"
+    opened_skips = [s for ds in per_modality.values() for s in getattr(ds, "skipped_files", [])]
+    if main and opened_skips:  # files a dataset passed over when opening (climate): listed like the rest
+        from omnipatch.api import write_skipped
+
+        start = int((ckpt.load_train_state(out) or {}).get("step", 0)) if resume else 0
+        write_skipped(out / "skipped.jsonl", opened_skips, step=start)
     if plan is not None:
         n = None if isinstance(dataset, torch.utils.data.IterableDataset) else len(dataset)
         cfg.train.batch_size = fit_batch_size(plan, cfg.train.batch_size, n, int(os.environ.get("WORLD_SIZE", "1")),
