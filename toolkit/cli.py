@@ -14,7 +14,6 @@ from pathlib import Path
 from omnipatch.dataflags import add_data_flags
 from omnipatch.errors import OmnipatchError
 
-
 #: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
 COMMAND_MODULES: list[str] = ["omnipatch.retrieval", "omnipatch.finetune", "omnipatch.export"]
 
@@ -108,9 +107,8 @@ def _check_resume_flags(a, cfg) -> None:
 
 def _embed(a) -> None:
     from omnipatch.api import load, skipped_path, write_embeddings, write_skipped
-    from omnipatch.dataflags import data_options
-
     from omnipatch.config import check_range
+    from omnipatch.dataflags import data_options
 
     check_range("--batch-size", a.batch_size, "int", 1)
     pre = load(a.checkpoint, random_init=a.random_init)

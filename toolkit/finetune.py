@@ -45,7 +45,15 @@ from torch import Tensor, nn
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.finetune_data import LabelledData, Labels, build_labels, collate_labelled, read_labels, sample_ids
+from omnipatch.finetune_data import (
+    LabelledData,
+    Labels,
+    build_labels,
+    collate_labelled,
+    list_skipped,
+    read_labels,
+    sample_ids,
+)
 from omnipatch.heads.task import build_head
 
 TASKS = ("classification", "regression", "segmentation")
@@ -406,7 +414,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     model.to(device)
     if not isinstance(dataset, CachedDataset):
         dataset = CachedDataset(dataset)
-    _list_skipped(dataset, lab.rows, Path(out), quiet)
+    list_skipped(dataset, lab.rows, Path(out), quiet)
     labelled = LabelledData(dataset, lab)
     train_rows, val_rows = lab.split(cfg.val_fraction, cfg.seed)
     lab.fit_scaler(train_rows)
@@ -440,22 +448,6 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
 
 def _modalities(cfg: dict) -> list[str]:
     return [m.strip() for m in cfg["modality"].split(",") if m.strip()]
-
-
-def _list_skipped(dataset, rows: list[int], out: Path, quiet: bool) -> None:
-    """Write ``FT_DIR/skipped.jsonl``: files passed over when opening and labelled samples that
-    cannot be read (decoded once here; the cache keeps them for training)."""
-    from omnipatch.api import write_skipped
-    from omnipatch.batch import Skipped
-
-    bad = list(getattr(dataset, "skipped_files", []))
-    bad += [s for s in (dataset[i] for i in rows) if isinstance(s, Skipped)]
-    path = out / "skipped.jsonl"
-    path.unlink(missing_ok=True)
-    if write_skipped(path, bad) and not quiet:
-        print(f"skipped {len(bad)} sample(s), listed in {path}", flush=True)
-    if len(bad) >= len(rows) + len(getattr(dataset, "skipped_files", [])):
-        raise OmnipatchError(f"none of the {len(rows)} labelled samples can be read (listed in {path})")
 
 
 def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "raise", modality: str | None = None):

@@ -354,5 +354,21 @@ def collate_labelled(items: list) -> tuple:
     return batch, torch.stack([items[k][1] for k in ok]), ok
 
 
+def list_skipped(dataset, rows: list[int], out: Path, quiet: bool) -> None:
+    """Write ``FT_DIR/skipped.jsonl``: files passed over when opening and labelled samples that
+    cannot be read (decoded once here; the cache keeps them for training)."""
+    from omnipatch.api import write_skipped
+    from omnipatch.batch import Skipped
+
+    bad = list(getattr(dataset, "skipped_files", []))
+    bad += [s for s in (dataset[i] for i in rows) if isinstance(s, Skipped)]
+    path = out / "skipped.jsonl"
+    path.unlink(missing_ok=True)
+    if write_skipped(path, bad) and not quiet:
+        print(f"skipped {len(bad)} sample(s), listed in {path}", flush=True)
+    if len(bad) >= len(rows) + len(getattr(dataset, "skipped_files", [])):
+        raise OmnipatchError(f"none of the {len(rows)} labelled samples can be read (listed in {path})")
+
+
 __all__ = ["Labels", "LabelledData", "build_labels", "collate_labelled", "read_labels", "read_mask", "sample_ids",
-           "match_ids"]
+           "match_ids", "list_skipped"]

@@ -28,7 +28,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 from omnipatch.batch import Skipped
 from omnipatch.errors import BadSampleError, OmnipatchError
 
-
 #: largest member decoded from a shard (a small gzip shard can inflate to gigabytes)
 MAX_MEMBER_MB = 256
 LABEL_EXTS = ("cls",)
