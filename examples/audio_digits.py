@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
           f" ({time.time() - t0:.0f} s)")
     cfg = override(config(data["train"], a.steps), a.objective, a.set)
     t1 = time.time()
-    summary = pretrain(cfg, out / "run", quiet=True, report=False)
+    summary = pretrain(cfg, out / "run", quiet=True, overwrite=True, report=False)
     t_train = time.time() - t1
     # pretrained / random init / raw log-mel statistics, probed the same way (run/report.md)
     rep = report(out / "run", data=data["train"], test_data=data["test"])

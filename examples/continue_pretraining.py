@@ -58,10 +58,10 @@ def main(argv=None) -> dict:
     digits = write_digits(out / "digits")
     crops = write_photo_crops(out / "photos")
     runs = {}
-    runs["A: photo crops"] = pretrain(demo_config(crops, a.steps), out / "A", quiet=True)
-    runs["B from A (--init A)"] = pretrain(demo_config(digits["train"], a.steps), out / "B_init", quiet=True,
+    runs["A: photo crops"] = pretrain(demo_config(crops, a.steps), out / "A", quiet=True, overwrite=True)
+    runs["B from A (--init A)"] = pretrain(demo_config(digits["train"], a.steps), out / "B_init", quiet=True, overwrite=True,
                                            init=str(out / "A"))
-    runs["B from scratch"] = pretrain(demo_config(digits["train"], a.steps), out / "B_scratch", quiet=True)
+    runs["B from scratch"] = pretrain(demo_config(digits["train"], a.steps), out / "B_scratch", quiet=True, overwrite=True)
     res = {}
     print(f"{'run':<22} {'first mae':>9} {'last mae':>9} {'kNN':>6} {'linear':>7}   (held-out digits)")
     for name, d in (("A: photo crops", "A"), ("B from A (--init A)", "B_init"), ("B from scratch", "B_scratch")):

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = write_digits(out / "data")
     run = out / "run"
     if not (a.reuse and (run / "checkpoint" / "model.safetensors").is_file()):
-        pretrain(pretrain_config(data["train"], a.steps), run, quiet=True)
+        pretrain(pretrain_config(data["train"], a.steps), run, quiet=True, overwrite=True)
     log = read_metrics(run / "metrics.jsonl")
     print(f"pretraining: {log[-1]['step']} steps, masked reconstruction loss {log[0]['mae']:.4f} (step "
           f"{log[0]['step']}) -> {log[-1]['mae']:.4f} ({time.time() - t0:.0f} s)", flush=True)

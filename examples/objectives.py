@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.objectives = RECIPES[name]
         t0 = time.time()
         try:
-            summary = pretrain(cfg, out / name, quiet=True)
+            summary = pretrain(cfg, out / name, quiet=True, overwrite=True)
         except OmnipatchError as e:  # e.g. supcon on data without labels
             print(f"{name:<18} skipped: {e}", flush=True)
             continue

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"data: {sum(1 for _ in open(pairs['train'])) - 1} train / {sum(1 for _ in open(pairs['test'])) - 1} "
           f"held-out image-speech pairs ({time.time() - t0:.0f} s)")
     t1 = time.time()
-    summary = pretrain(config(pairs["train"], a.steps, a.separate_encoders), out / "run", quiet=True)
+    summary = pretrain(config(pairs["train"], a.steps, a.separate_encoders), out / "run", quiet=True, overwrite=True)
     t_train = time.time() - t1
     first, last = summary["first"], summary["last"]
     print(f"\npretraining: {a.steps} steps in {t_train:.0f} s; CLIP loss {first['cross']:.3f} -> {last['cross']:.3f}; "

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
           f" ({time.time() - t0:.0f} s)")
     cfg = override(config(data["train"], a.steps), a.objective, a.set)
     t1 = time.time()
-    summary = pretrain(cfg, out / "run", quiet=True, report=False)
+    summary = pretrain(cfg, out / "run", quiet=True, overwrite=True, report=False)
     t_train = time.time() - t1
     res = {name: probe(load(out / "run", random_init=rnd), data) for name, rnd in
            (("pretrained", False), ("random init", True))}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import json
 import math
 import sys
 import warnings
@@ -79,11 +80,71 @@ def list_sources(source) -> list[str]:
     return paths
 
 
+#: numcodecs codecs that decode to Python objects; ``pickle`` runs code from the file
+UNSAFE_CODECS = {"pickle", "msgpack", "msgpack2", "json", "json2", "vlen-array", "object"}
+_ZARR_META = (".zarray", ".zmetadata", "zarr.json")
+
+
+def check_zarr_safe(path: str, max_files: int = 10_000) -> None:
+    """Refuse a Zarr store with an object dtype or an object / pickle codec, *before* any
+    reader sees it: reading such an array can run code stored in the file (zarr 2.x)."""
+    root = Path(path)
+    if not root.is_dir():
+        return
+    metas = []
+    for i, f in enumerate(root.rglob("*")):
+        if i >= max_files:
+            break
+        if f.name in _ZARR_META and f.is_file():
+            metas.append(f)
+    for f in metas:
+        try:
+            meta = json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError, OSError) as e:
+            raise BadSampleError(path, f"unreadable Zarr metadata {f.relative_to(root)} ({type(e).__name__})") from None
+        bad = _unsafe_entry(meta)
+        if bad:
+            raise BadSampleError(path, f"refused: {f.relative_to(root)} declares {bad} "
+                                       "(object arrays and pickle/object codecs can run code from the file)")
+
+
+def _unsafe_entry(node) -> str | None:
+    """The first object dtype or unsafe codec anywhere in a Zarr metadata document."""
+    if isinstance(node, dict):
+        dtype = node.get("dtype", node.get("data_type"))
+        if isinstance(dtype, str) and (dtype.lstrip("|<>=") in ("O", "object") or dtype == "object"):
+            return f"the object dtype {dtype!r}"
+        if isinstance(dtype, list):  # structured dtype: [[name, type], ...]
+            for field_ in dtype:
+                if isinstance(field_, list) and len(field_) > 1 and str(field_[1]).lstrip("|<>=") == "O":
+                    return f"an object field {field_[0]!r}"
+        for key in ("id", "name"):  # a v2 filter/compressor {"id": ...}, a v3 codec {"name": ...}
+            if isinstance(node.get(key), str) and node[key].lower() in UNSAFE_CODECS:
+                return f"the codec {node[key]!r}"
+        if "object_codec_id" in node:
+            return f"the object codec {node['object_codec_id']!r}"
+        for k, v in node.items():
+            if k == "attributes" or str(k).endswith(".zattrs"):  # user attributes: free text, never decoded
+                continue
+            bad = _unsafe_entry(v)
+            if bad:
+                return bad
+        return None
+    elif isinstance(node, list):
+        for v in node:
+            bad = _unsafe_entry(v)
+            if bad:
+                return bad
+    return None
+
+
 def _open_one(path: str, engine: str | None, chunks: dict | None):
     import xarray as xr
 
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise BadSampleError(path, "empty file")
+    if _is_zarr(path) or engine == "zarr":
+        check_zarr_safe(path)
     try:
         if _is_zarr(path) or engine == "zarr":
             with warnings.catch_warnings():  # stores without consolidated metadata are fine
@@ -129,7 +190,8 @@ def open_climate(paths: list[str], engine: str | None = None, block: int = 64, o
                 raise
             skipped.append(Skipped(e.source, e.reason))
     if not good:
-        raise OmnipatchError(f"none of {len(paths)} climate file(s) could be opened (first: {paths[0]})")
+        first = f"{skipped[0].source}: {skipped[0].reason}" if skipped else paths[0]
+        raise OmnipatchError(f"none of {len(paths)} climate file(s) could be opened (first: {first})")
     if len(parts) == 1:
         return parts[0], skipped
     if tdim is None:
@@ -234,6 +296,9 @@ class ClimateDataset(Dataset):
         out_names, arrays, shape = [], [], None
         for n in names:
             da = ds[n]
+            if da.dtype.kind not in "biuf":  # strings, objects, user types: not a field of numbers
+                raise OmnipatchError(f"{self.source}: variable {n!r} has dtype {da.dtype}, not numbers; "
+                                     "choose numeric variables (variables=[...])")
             if self.time_dim is None:
                 da = da.expand_dims("__time__")
             tdim = self.time_dim or "__time__"

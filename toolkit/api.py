@@ -54,11 +54,15 @@ class Pretrained:
 
     @torch.no_grad()
     def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,
-              space: str = "encoder") -> tuple[list[str], Tensor]:
+              space: str = "encoder", on_bad_sample: str = "raise",
+              skipped: list | None = None) -> tuple[list[str], Tensor]:
         """Embeddings ``(N, D)`` and ids for a source (folder/glob/manifest), a list of paths,
         a dataset, or a tensor batch in the modality's layout.
 
         ``space="cross"`` (paired runs) gives the shared cross-modal space used for retrieval.
+        A non-finite embedding (NaN / Inf, e.g. from extreme input values) never comes back:
+        ``on_bad_sample="raise"`` names the samples, ``"skip"`` drops them; dropped samples and
+        files the dataset skipped are appended to ``skipped`` (``Skipped`` records).
         """
         m = self._name(modality)
         model = self.model.eval()
@@ -69,15 +73,34 @@ class Pretrained:
                 out = model.embed(Batch(x=data.to(device)), m, space).float()
             return [str(i) for i in range(len(data))], out.cpu()
         dataset = data if hasattr(data, "__getitem__") and not isinstance(data, (str, list)) else self.open(data, modality=m)
+        from omnipatch.batch import Skipped
+
         ids, embs = [], []
-        for batch, _bad in eval_loader(dataset, batch_size):
+        skipped = skipped if skipped is not None else []
+        skipped.extend(getattr(dataset, "skipped_files", []))  # files passed over when opening
+        for batch, bad in eval_loader(dataset, batch_size):
+            skipped.extend(bad)
             if batch is None:
                 continue
             with ac:
-                embs.append(model.embed(batch.to(device), m, space).float().cpu())
-            ids += batch.ids
-        if not embs:
-            raise OmnipatchError("no readable samples to embed")
+                e = model.embed(batch.to(device), m, space).float().cpu()
+            ok = torch.isfinite(e).all(dim=1)
+            if not bool(ok.all()):
+                names = [str(batch.ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
+                if on_bad_sample != "skip":
+                    raise OmnipatchError(f"non-finite embedding (NaN/Inf) for {len(names)} sample(s): "
+                                         f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} (extreme input "
+                                         f"values?); --on-bad-sample skip leaves them out and lists them")
+                skipped.extend(Skipped(n, "non-finite embedding (NaN/Inf); extreme input values?") for n in names)
+                e = e[ok]
+                batch_ids = [i for i, k in zip(batch.ids, ok.tolist()) if k]
+            else:
+                batch_ids = list(batch.ids)
+            embs.append(e)
+            ids += batch_ids
+        if not ids:
+            raise OmnipatchError("no readable samples to embed" + (f" ({len(skipped)} skipped, first: "
+                                 f"{skipped[0].source}: {skipped[0].reason})" if skipped else ""))
         return ids, torch.cat(embs)
 
 
@@ -112,6 +135,26 @@ def load(run_dir: str | Path | None = None, device: str = "auto", random_init: b
     elif not random_init:
         ckpt.load_weights(run_dir, model)
     return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","))
+
+
+def write_skipped(path: str | Path, skipped: list, **extra) -> Path | None:
+    """Append ``skipped`` records (``.source``, ``.reason``) to a JSONL file, one per line."""
+    import json
+
+    if not skipped:
+        return None
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a") as f:
+        for b in skipped:
+            f.write(json.dumps({**extra, "source": str(b.source), "reason": str(b.reason)}) + "\n")
+    return p
+
+
+def skipped_path(out: str | Path) -> Path:
+    """Where a command writing the file ``out`` lists what it skipped: ``OUT.skipped.jsonl``."""
+    p = Path(out)
+    return p.with_name(p.stem + ".skipped.jsonl")
 
 
 def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray) -> Path:

@@ -67,8 +67,10 @@ def _pretrain(a) -> None:
         print(f"recipe for {names[0]}: objectives {objs}, augment_strength {cfg.data.augment_strength:g}, "
               f"mask_ratio {cfg.model.mask_ratio:g}, lr {cfg.train.lr:g} (the modality's measured default; "
               f"--objective / --set override)")
+    if a.resume:
+        _check_resume_flags(a, cfg)
     summary = pretrain(cfg, a.out, resume=a.resume, quiet=a.quiet, labels=a.labels, init=a.init,
-                       init_pos=a.init_pos, init_strict=a.init_strict)
+                       init_pos=a.init_pos, init_strict=a.init_strict, overwrite=a.overwrite)
     last = summary["last"]
     if summary["steps"] == 0:
         print("pretrained 0 steps: wrote the initial (random-init) checkpoint")
@@ -82,15 +84,44 @@ def _pretrain(a) -> None:
         print(summary["report_summary"])
 
 
+def _check_resume_flags(a, cfg) -> None:
+    """``--resume`` continues the run exactly: a flag that would change what it trains on is refused."""
+    from omnipatch import checkpoint as ckpt
+
+    saved = ckpt.load_config(a.out)["run"]
+    given = {"--data": (a.data, cfg.data.source, saved["data"]["source"]),
+             "--modality": (a.modality, cfg.data.modality, saved["data"]["modality"]),
+             "--batch-size": (a.batch_size, cfg.train.batch_size, saved["train"]["batch_size"]),
+             "--objective": (a.objective, cfg.objectives, saved["objectives"])}
+    for flag, (raw, now, was) in given.items():
+        if raw is None:
+            continue
+        same = (str(Path(now).resolve()) == str(Path(was).resolve())) if flag == "--data" else now == was
+        if flag == "--objective" and not same:
+            same = {k: v.get("weight") for k, v in now.items()} == {k: v.get("weight") for k, v in was.items()}
+        if not same:
+            raise OmnipatchError(f"--resume continues the run in {a.out} exactly: {flag} {raw} differs from the "
+                                 f"run's {was!r}; drop {flag}, or start a new run (--init {a.out} to continue "
+                                 f"from its weights)")
+
+
 def _embed(a) -> None:
-    from omnipatch.api import load, write_embeddings
+    from omnipatch.api import load, skipped_path, write_embeddings, write_skipped
+    from omnipatch.config import check_range
     from omnipatch.dataflags import data_options
 
+    check_range("--batch-size", a.batch_size, "int", 1)
     pre = load(a.checkpoint, random_init=a.random_init)
     ds = pre.open(a.data, a.on_bad_sample, modality=a.modality, options=data_options(a))
-    ids, emb = pre.embed(ds, batch_size=a.batch_size, modality=a.modality)
+    skipped: list = []
+    sk = skipped_path(a.out)
+    sk.unlink(missing_ok=True)  # a fresh listing per run, never an old one
+    ids, emb = pre.embed(ds, batch_size=a.batch_size, modality=a.modality, on_bad_sample=a.on_bad_sample,
+                         skipped=skipped)
     write_embeddings(a.out, ids, emb.numpy())
     print(f"wrote {len(ids)} embeddings of width {emb.shape[1]} to {a.out}")
+    if write_skipped(sk, skipped):
+        print(f"skipped {len(skipped)} sample(s), listed in {sk}")
 
 
 def _inspect(a) -> None:
@@ -139,8 +170,11 @@ def _labelled(emb_path: str, labels: dict[str, str]):
 
 
 def _eval(a) -> None:
+    from omnipatch.config import check_range
     from omnipatch.eval import cross_val_accuracy, knn_accuracy, linear_accuracy
     from omnipatch.plots import save_embedding_map
+
+    check_range("--k", a.k, "int", 1)
 
     labels = _read_labels(a.labels)
     x, y = _labelled(a.embeddings, labels)
@@ -199,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="CSV id,label: end with the 'did pretraining help?' report (report.md); "
                                     "a manifest's label column does the same")
     s.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    s.add_argument("--overwrite", action="store_true", help="replace the run already in --out (default: refuse "
+                                                             "a non-empty --out)")
     add_init_args(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_pretrain)
@@ -267,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("omnipatch: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the disk, not the program: full, read-only, a file where a folder goes
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                           errno.EISDIR, errno.EEXIST):
+            raise
+        what = "no space left on device" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror
+        print(f"omnipatch: error: {e.filename or ''}{': ' if e.filename else ''}{what}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -206,3 +206,126 @@ def load_yaml_dict(path: str | Path) -> dict:
 
 def load_yaml(path: str | Path) -> Config:
     return Config.from_dict(load_yaml_dict(path))
+
+
+# -- validation: every numeric option, once, with its key and its allowed range ----------------
+#: key -> (kind, lo, hi, lo_open, hi_open); None = unbounded. kind "int" or "float".
+RANGES: dict[str, tuple] = {
+    "train.steps": ("int", 0, None, False, False),
+    "train.epochs": ("int", 0, None, False, False),
+    "train.budget": ("float", 0, None, False, False),
+    "train.batch_size": ("int", 0, None, False, False),  # 1 is refused below: MAE/contrastive need 2
+    "train.lr": ("float", 0, None, True, False),
+    "train.min_lr_ratio": ("float", 0, 1, False, False),
+    "train.weight_decay": ("float", 0, None, False, False),
+    "train.warmup_steps": ("int", 0, None, False, False),
+    "train.grad_accum": ("int", 1, None, False, False),
+    "train.grad_clip": ("float", 0, None, False, False),
+    "train.log_every": ("int", 1, None, False, False),
+    "train.checkpoint_every": ("int", 1, None, False, False),
+    "train.monitor_every": ("int", 0, None, False, False),
+    "data.num_workers": ("int", 0, None, False, False),
+    "data.augment_strength": ("float", 0, None, False, False),
+    "model.mask_ratio": ("float", 0, 1, True, True),
+    "model.block_size": ("int", 1, None, False, False),
+    "model.decoder_dim": ("int", 1, None, False, False),
+    "model.decoder_depth": ("int", 1, None, False, False),
+    "model.decoder_heads": ("int", 1, None, False, False),
+    "model.cross_dim": ("int", 1, None, False, False),
+    "model.cross_temperature": ("float", 0, None, True, False),
+    "model.cross_weight": ("float", 0, None, True, False),
+    "model.cross_augment": ("float", 0, None, False, False),
+}
+#: data options that are patch / window sizes: an int or a list of ints, each >= 1
+SIZE_OPTIONS = ("patch_size", "time_patch", "stride", "image_size", "roi_size", "frames", "size", "group_size",
+                "num_groups", "max_points", "mesh_points", "n_mels", "clips_per_video", "crops_per_volume", "block",
+                "max_categories", "sample_rate", "k")
+#: data options that are positive durations
+POSITIVE_OPTIONS = ("seconds", "hop_ms", "win_ms", "max_seconds")
+#: objective arguments that are counts (>= 1) or positive scales (> 0)
+OBJECTIVE_COUNTS = ("k", "n_views", "num_slices", "proj_hidden", "proj_dim")
+OBJECTIVE_POSITIVE = ("temperature", "init_temperature")
+
+
+def check_range(key: str, value, kind: str, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """``value`` as ``kind`` if within the range, else an :class:`OmnipatchError` naming ``key``."""
+    import math
+
+    ok_type = (isinstance(value, int) if kind == "int" else isinstance(value, (int, float))) and not isinstance(value, bool)
+    if not ok_type:
+        raise OmnipatchError(f"{key} expects {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+    if kind == "float" and not math.isfinite(value):
+        raise OmnipatchError(f"{key} must be a finite number, got {value!r}")
+    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
+    if low_bad or high_bad:
+        left = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+        right = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
+        if lo is not None and hi is not None:
+            want = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        else:
+            want = left or right
+        raise OmnipatchError(f"{key} must be {want}, got {value!r}")
+    return value
+
+
+def validate(cfg: Config) -> Config:
+    """Check every numeric option of ``cfg`` against its allowed range; one line naming the key.
+
+    Called once per run, before any data is read (``omnipatch.pretrain``)."""
+    for key, (kind, lo, hi, lo_open, hi_open) in RANGES.items():
+        section, name = key.split(".")
+        check_range(key, getattr(getattr(cfg, section), name), kind, lo, hi, lo_open, hi_open)
+    if cfg.train.batch_size == 1:
+        raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+    if cfg.data.on_bad_sample not in ("raise", "skip"):
+        raise OmnipatchError(f"data.on_bad_sample must be 'raise' or 'skip', got {cfg.data.on_bad_sample!r}")
+    if cfg.train.strategy not in ("auto", "single", "ddp", "fsdp"):
+        raise OmnipatchError(f"train.strategy must be one of auto, single, ddp, fsdp, got {cfg.train.strategy!r}")
+    _check_options(cfg.data.options, "data.options")
+    if not isinstance(cfg.objectives, dict) or not cfg.objectives:
+        raise OmnipatchError("objectives: give at least one objective (e.g. --objective mae)")
+    for name, args in cfg.objectives.items():
+        if not isinstance(args, dict):
+            raise OmnipatchError(f"objectives.{name} must be a mapping of arguments, got {args!r}")
+        check_range(f"objectives.{name}.weight", args.get("weight", 1.0), "float", 0, None, True)
+        for arg, v in args.items():
+            if arg in OBJECTIVE_COUNTS:
+                check_range(f"objectives.{name}.{arg}", v, "int", 1)
+            elif arg in OBJECTIVE_POSITIVE:
+                check_range(f"objectives.{name}.{arg}", v, "float", 0, None, True)
+    check_device(cfg.train.device, "train.device")
+    return cfg
+
+
+def _check_options(options: dict, prefix: str) -> None:
+    for k, v in (options or {}).items():
+        if isinstance(v, dict):  # a paired run: data.options.<modality>.<name>
+            _check_options(v, f"{prefix}.{k}")
+        elif (k in SIZE_OPTIONS or (k == "window" and not isinstance(v, (list, tuple)))) and v is not None:
+            for x in (v if isinstance(v, (list, tuple)) else [v]):  # climate's window is a count
+                check_range(f"{prefix}.{k}", x, "int", 1)
+        elif k in POSITIVE_OPTIONS and v is not None:
+            check_range(f"{prefix}.{k}", v, "float", 0, None, True)
+
+
+def check_device(name: str, key: str = "device") -> None:
+    """``auto``, ``cpu``, ``cuda[:N]`` or ``mps`` that exists on this machine."""
+    import re
+
+    if name in ("auto", "cpu"):
+        return
+    m = re.fullmatch(r"(cuda|mps)(?::(\d+))?", str(name))
+    if not m:
+        raise OmnipatchError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    import torch
+
+    if m.group(1) == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise OmnipatchError(f"{key} {name!r}: MPS is not available on this machine")
+        return
+    if not torch.cuda.is_available():
+        raise OmnipatchError(f"{key} {name!r}: CUDA is not available on this machine (use auto or cpu)")
+    n = torch.cuda.device_count()
+    if m.group(2) is not None and int(m.group(2)) >= n:
+        raise OmnipatchError(f"{key} {name!r}: this machine has {n} CUDA device(s) (cuda:0 .. cuda:{n - 1})")

@@ -109,7 +109,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
     print(f"data: {len(open(data['train']).readlines()) - 1} train / "
           f"{len(open(data['test']).readlines()) - 1} held-out digit images as PNG in {out / 'data'}")
     cfg = demo_config(data["train"], steps)
-    summary = pretrain(cfg, out / "run", quiet=quiet, report=False)
+    summary = pretrain(cfg, out / "run", quiet=quiet, overwrite=True, report=False)
     t_train = time.time() - t0
     rep = report(out / "run", data=data["train"], test_data=data["test"])  # -> run/report.md
     res = dict(rep["probes"])

@@ -311,8 +311,23 @@ class StepModule(nn.Module):
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of ``metrics.jsonl``; a torn last line (a kill mid-write) is dropped."""
     p = Path(path)
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+    if not p.exists():
+        return []
+    lines = [line for line in p.read_text(errors="replace").splitlines() if line.strip()]
+    out = []
+    for n, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if n == len(lines) - 1:
+                break
+            raise OmnipatchError(f"{p}: line {n + 1} is not JSON (a corrupt metrics file)") from None
+        if not isinstance(rec, dict) or "step" not in rec:
+            raise OmnipatchError(f"{p}: line {n + 1} is not a metrics record")
+        out.append(rec)
+    return out
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -45,7 +45,15 @@ from torch import Tensor, nn
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.finetune_data import LabelledData, Labels, build_labels, collate_labelled, read_labels, sample_ids
+from omnipatch.finetune_data import (
+    LabelledData,
+    Labels,
+    build_labels,
+    collate_labelled,
+    list_skipped,
+    read_labels,
+    sample_ids,
+)
 from omnipatch.heads.task import build_head
 
 TASKS = ("classification", "regression", "segmentation")
@@ -72,6 +80,7 @@ class FinetuneConfig:
     bf16: bool = False  # fp32: small labelled sets, exact metrics (bf16 autocast measured slower on the CPU)
     seed: int = 0
     device: str = "auto"
+    match_ids: str = "exact"  # exact | name | stem: how sample ids meet label ids (fallbacks are explicit)
 
     def check(self) -> None:
         if self.task not in TASKS:
@@ -82,8 +91,18 @@ class FinetuneConfig:
             raise OmnipatchError("multi_label needs task classification")
         if not 0.0 <= self.val_fraction < 1.0:
             raise OmnipatchError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise OmnipatchError("epochs, batch_size and lr must be positive")
+        from omnipatch.config import check_device, check_range
+
+        for key, kind, lo, lo_open in (("epochs", "int", 1, False), ("batch_size", "int", 1, False),
+                                       ("lr", "float", 0, True), ("layer_decay", "float", 0, True),
+                                       ("weight_decay", "float", 0, False), ("patience", "int", 1, False),
+                                       ("partial_blocks", "int", 1, False), ("augment_strength", "float", 0, False)):
+            check_range(f"finetune.{key}", getattr(self, key), kind, lo, None, lo_open)
+        check_device(self.device, "--device")
+        from omnipatch.finetune_data import MATCHES
+
+        if self.match_ids not in MATCHES:
+            raise OmnipatchError(f"match_ids must be one of {', '.join(MATCHES)}, got {self.match_ids!r}")
         if self.task == "segmentation" and self.augment_strength > 0:
             raise OmnipatchError("augment_strength must be 0 for segmentation (views would move the pixels "
                                  "away from their class map)")
@@ -381,7 +400,11 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     pre_cfg = ckpt.load_config(run_dir)
     m = modality or _modalities(pre_cfg)[0]
     dataset, spec, opts = open_for(pre_cfg, data, options, on_bad_sample, m)
-    lab = build_labels(dataset, labels, cfg.task, cfg.multi_label, base_dir=_source_dir(data))
+    matched: list[str] = []
+    lab = build_labels(dataset, labels, cfg.task, cfg.multi_label, base_dir=_source_dir(data), match=cfg.match_ids,
+                       report=matched)
+    if matched and not quiet:
+        print(matched[0], flush=True)
     adapters, encoder, model_cfg = load_backbone(run_dir, dataset, m, random_init, cfg.seed, opts, quiet)
     head_spec = lab.head_spec(m, encoder.cfg.dim, adapters[m])
     torch.manual_seed(cfg.seed)
@@ -391,6 +414,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     model.to(device)
     if not isinstance(dataset, CachedDataset):
         dataset = CachedDataset(dataset)
+    list_skipped(dataset, lab.rows, Path(out), quiet)
     labelled = LabelledData(dataset, lab)
     train_rows, val_rows = lab.split(cfg.val_fraction, cfg.seed)
     lab.fit_scaler(train_rows)
@@ -488,7 +512,7 @@ class Finetuned:
         """Metrics of the fine-tuned model on labelled ``data`` (labels as in :func:`finetune`)."""
         ds = self.open(data, on_bad_sample)
         lab = build_labels(ds, labels, self.labels.task, self.labels.kind == "multi", known=self.labels,
-                           base_dir=_source_dir(data))
+                           base_dir=_source_dir(data), match=self.config["finetune"].get("match_ids", "exact"))
         cfg = FinetuneConfig(**{**self.config["finetune"], "mode": "full", "batch_size": batch_size})
         device = next(self.model.parameters()).device
         runner = _Runner(self.model, LabelledData(ds, lab), cfg, device)
@@ -528,7 +552,8 @@ def _parse_options(items: list[str] | None) -> dict:
 
 
 def _command(a) -> None:
-    cfg = FinetuneConfig(task=a.task, mode=a.mode, multi_label=a.multi_label, seed=a.seed, device=a.device)
+    cfg = FinetuneConfig(task=a.task, mode=a.mode, multi_label=a.multi_label, seed=a.seed, device=a.device,
+                         match_ids=a.match_ids)
     for name in ("epochs", "batch_size", "lr", "layer_decay", "partial_blocks", "val_fraction", "patience",
                  "weight_decay", "augment_strength"):
         if getattr(a, name) is not None:
@@ -568,6 +593,9 @@ def add_commands(sub) -> None:
     s.add_argument("--modality", help="with --init: the data's modality (default image)", default="image")
     s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
     s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
+    s.add_argument("--match-ids", choices=["exact", "name", "stem"], default="exact",
+                   help="how sample ids meet label ids: exactly (default), or by file name / stem (reports the count, "
+                        "refuses ambiguous names)")
     s.add_argument("--task", choices=TASKS, default="classification")
     s.add_argument("--mode", choices=MODES, default="full")
     s.add_argument("--out", required=True, help="fine-tuning directory")

@@ -73,20 +73,45 @@ def _dataset_labels(dataset) -> dict[int, str]:
     return out
 
 
-def match_ids(ids: list[str], labels: dict) -> dict[int, object]:
-    """Dataset index -> label, matching ids exactly, else by the id before ``#`` (crops,
-    frames), the file name, or its stem."""
-    exact = {i: labels[s] for i, s in enumerate(ids) if s in labels}
-    if exact:
-        return exact
-    keys = (lambda s: s.split("#")[0], lambda s: Path(s.split("#")[0]).name, lambda s: Path(s.split("#")[0]).stem)
-    for key in keys:
-        by = {key(str(k)): v for k, v in labels.items()}
-        found = {i: by[key(s)] for i, s in enumerate(ids) if key(s) in by}
-        if found:
-            return found
-    raise OmnipatchError(f"no sample id matches a label id (data ids look like {ids[0]!r}, "
-                         f"label ids like {next(iter(labels))!r})")
+MATCHES = ("exact", "name", "stem")
+
+
+def match_ids(ids: list[str], labels: dict, match: str = "exact", report: list | None = None) -> dict[int, object]:
+    """Dataset index -> label.
+
+    ``exact`` (the default) matches a sample id, or the id before ``#`` (crops, frames of a
+    labelled file), to a label id character for character. ``name`` / ``stem`` are explicit
+    fallbacks that compare file names (``a/00001.png`` == ``b/00001.png``) or stems: they refuse
+    label ids that share a name, and say how many samples matched (``report`` gets the line).
+    """
+    if match not in MATCHES:
+        raise OmnipatchError(f"--match-ids must be one of {', '.join(MATCHES)}, got {match!r}")
+    base = lambda s: str(s).split("#")[0]
+    key = {"exact": base, "name": lambda s: Path(base(s)).name, "stem": lambda s: Path(base(s)).stem}[match]
+    by: dict[str, object] = {}
+    if match == "exact":
+        by = {str(k): v for k, v in labels.items()}
+    else:
+        owner: dict[str, str] = {}
+        for k, v in labels.items():
+            kk = key(k)
+            if kk in owner and owner[kk] != str(k):
+                raise OmnipatchError(f"label ids {owner[kk]!r} and {str(k)!r} have the same {match} {kk!r}: "
+                                     f"matching by {match} is ambiguous; use exact ids")
+            owner[kk], by[kk] = str(k), v
+    found = {}
+    for i, s in enumerate(ids):
+        if s in by:
+            found[i] = by[s]
+        elif key(s) in by:
+            found[i] = by[key(s)]
+    if not found:
+        hint = "" if match != "exact" else "; ids must match exactly (--match-ids name|stem compares file names)"
+        raise OmnipatchError(f"no sample id matches a label id by {match} (data ids look like {ids[0]!r}, "
+                             f"label ids like {next(iter(labels))!r}){hint}")
+    if report is not None:
+        report.append(f"labels: {len(found)} of {len(ids)} samples matched a label id by {match}")
+    return found
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -231,7 +256,7 @@ class Labels:
 
 
 def build_labels(dataset, labels, task: str, multi_label: bool = False, known: Labels | None = None,
-                 base_dir=None) -> Labels:
+                 base_dir=None, match: str = "exact", report: list | None = None) -> Labels:
     """Match and encode labels for ``dataset``.
 
     Args:
@@ -239,6 +264,7 @@ def build_labels(dataset, labels, task: str, multi_label: bool = False, known: L
         known: labels of a trained model: reuse its classes / scale; unknown classes fail.
         base_dir: folder that relative class-map paths of a dict / the dataset's own label
             column are relative to (a CSV's paths are relative to the CSV).
+        match: how sample ids meet label ids (:func:`match_ids`); ``report`` collects its line.
     """
     base = Path(base_dir) if base_dir is not None else Path(".")
     if labels is None:
@@ -251,7 +277,7 @@ def build_labels(dataset, labels, task: str, multi_label: bool = False, known: L
             labels = read_labels(labels)
         if not labels:
             raise OmnipatchError("the labels are empty")
-        raw = match_ids(sample_ids(dataset), labels)
+        raw = match_ids(sample_ids(dataset), labels, match, report)
     rows = sorted(raw)
     kind = "multi" if multi_label else KINDS[task]
     lab = Labels(task, kind, rows=rows, classes=known.classes if known else None,
@@ -328,5 +354,21 @@ def collate_labelled(items: list) -> tuple:
     return batch, torch.stack([items[k][1] for k in ok]), ok
 
 
+def list_skipped(dataset, rows: list[int], out: Path, quiet: bool) -> None:
+    """Write ``FT_DIR/skipped.jsonl``: files passed over when opening and labelled samples that
+    cannot be read (decoded once here; the cache keeps them for training)."""
+    from omnipatch.api import write_skipped
+    from omnipatch.batch import Skipped
+
+    bad = list(getattr(dataset, "skipped_files", []))
+    bad += [s for s in (dataset[i] for i in rows) if isinstance(s, Skipped)]
+    path = out / "skipped.jsonl"
+    path.unlink(missing_ok=True)
+    if write_skipped(path, bad) and not quiet:
+        print(f"skipped {len(bad)} sample(s), listed in {path}", flush=True)
+    if len(bad) >= len(rows) + len(getattr(dataset, "skipped_files", [])):
+        raise OmnipatchError(f"none of the {len(rows)} labelled samples can be read (listed in {path})")
+
+
 __all__ = ["Labels", "LabelledData", "build_labels", "collate_labelled", "read_labels", "read_mask", "sample_ids",
-           "match_ids"]
+           "match_ids", "list_skipped"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from omnipatch import checkpoint as ckpt
-from omnipatch.config import Config
+from omnipatch.config import Config, validate
 from omnipatch.data import CachedDataset
 from omnipatch.encoder import PRESETS
 from omnipatch.engine import fit, single_modality_step
@@ -36,9 +36,16 @@ def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "r
 
 def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
     """Fail fast, before reading any data, on unknown preset / objective / mask names."""
+    import inspect
+
     PRESETS.get(cfg.model.preset)
-    for name in cfg.objectives:
-        OBJECTIVES.get(name)
+    for name, args in cfg.objectives.items():
+        params = inspect.signature(OBJECTIVES.get(name).__init__).parameters
+        known = [p for p in params if p not in ("self", "enc_dim")]
+        for arg in args:
+            if arg != "weight" and arg not in known:
+                raise OmnipatchError(f"objectives.{name}.{arg}: unknown argument of objective {name!r} "
+                                     f"(known: weight{', ' if known else ''}{', '.join(known)})")
     mask = MaskSpec(cfg.model.mask or spec.default_mask, cfg.model.mask_ratio, cfg.model.block_size)
     MASKS.get(mask.strategy)
     return mask
@@ -100,17 +107,19 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     from omnipatch.shards import ShardStream, extract_first, shard_list
 
     shards = shard_list(str(cfg.data.source))
-    options = {k: v for k, v in cfg.data.options.items() if k != "shuffle_buffer"}
+    stream_keys = ("shuffle_buffer", "max_member_mb")  # the stream's own options, not the reader's
+    options = {k: v for k, v in cfg.data.options.items() if k not in stream_keys}
+    cap = float(cfg.data.options.get("max_member_mb", 256))
     factory = lambda paths: open_data(spec, paths, options, cfg.data.on_bad_sample)
     probe_dir = tempfile.mkdtemp(prefix="omnipatch-probe-")
     atexit.register(shutil.rmtree, probe_dir, True)  # the probe files live as long as the run
-    first = extract_first(shards, 256, probe_dir)
+    first = extract_first(shards, 256, probe_dir, cap)
     if not first:
         raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
     probe = factory([p for p, _ in first])
     stream = ShardStream(shards, stream_reader(probe), seed=cfg.train.seed,
                          shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
-                         on_bad_sample=cfg.data.on_bad_sample)
+                         on_bad_sample=cfg.data.on_bad_sample, max_member_mb=cap)
     return stream, {spec.name: probe}
 
 
@@ -127,7 +136,7 @@ def plan_data(cfg: Config, names: list[str]) -> Plan:
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
              labels: str | None = None, report: bool = True, init: str | None = None, init_pos: str = "auto",
-             init_strict: bool = False) -> dict:
+             init_strict: bool = False, overwrite: bool = False) -> dict:
     """Pretrain on ``cfg.data`` and write ``out/`` (checkpoint, metrics, pictures).
 
     ``data.modality`` names one modality, or several separated by commas for paired
@@ -140,14 +149,32 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
     ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
     ``out/init_report.json``).
+
+    One run per directory (:mod:`omnipatch.rundir`): ``out`` is locked while the run lasts,
+    and a fresh run refuses a non-empty ``out`` unless ``overwrite`` (which removes the old
+    run's artefacts first); temporaries of a killed checkpoint write are cleaned.
     """
+    from omnipatch.rundir import RunLock, make_run_dir, prepare
+
+    if not resume:
+        validate(cfg)  # before touching the disk
+    if os.environ.get("RANK", "0") != "0":
+        return _pretrain(cfg, Path(out), resume, quiet, labels, report, init, init_pos, init_strict)
+    out = make_run_dir(out)
+    with RunLock(out):
+        prepare(out, resume, overwrite)
+        return _pretrain(cfg, out, resume, quiet, labels, report, init, init_pos, init_strict)
+
+
+def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report: bool, init, init_pos: str,
+              init_strict: bool) -> dict:
     load_builtin()
-    out = Path(out)
     if resume:
         saved = ckpt.load_config(out)
         run = Config.from_dict(saved["run"])
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
         cfg = run
+    validate(cfg)
     names = modality_names(cfg)
     if not names:
         raise OmnipatchError("no modality given (--modality)")
@@ -156,6 +183,12 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     plan = None if resume else plan_data(cfg, names)
     dataset, per_modality = open_run_data(cfg)
     main = os.environ.get("RANK", "0") == "0"
+    opened_skips = [s for ds in per_modality.values() for s in getattr(ds, "skipped_files", [])]
+    if main and opened_skips:  # files a dataset passed over when opening (climate): listed like the rest
+        from omnipatch.api import write_skipped
+
+        start = int((ckpt.load_train_state(out) or {}).get("step", 0)) if resume else 0
+        write_skipped(out / "skipped.jsonl", opened_skips, step=start)
     if plan is not None:
         n = None if isinstance(dataset, torch.utils.data.IterableDataset) else len(dataset)
         cfg.train.batch_size = fit_batch_size(plan, cfg.train.batch_size, n, int(os.environ.get("WORLD_SIZE", "1")),

@@ -47,8 +47,17 @@ class Index:
         folder = Path(folder)
         if not (folder / "vectors.safetensors").is_file():
             raise OmnipatchError(f"{folder}: not a retrieval index (no vectors.safetensors)")
-        vec = load_file(str(folder / "vectors.safetensors"))["vectors"]
-        return cls(vec, json.loads((folder / "ids.json").read_text()), json.loads((folder / "index.json").read_text()))
+        try:
+            vec = load_file(str(folder / "vectors.safetensors"))["vectors"]
+            ids, meta = json.loads((folder / "ids.json").read_text()), json.loads((folder / "index.json").read_text())
+        except Exception as e:
+            raise OmnipatchError(f"{folder}: corrupt retrieval index ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+        if vec.dim() != 2 or len(ids) != vec.shape[0] or not isinstance(meta, dict):
+            raise OmnipatchError(f"{folder}: corrupt retrieval index ({len(ids)} ids for vectors {tuple(vec.shape)})")
+        if not bool(torch.isfinite(vec).all()):
+            raise OmnipatchError(f"{folder}: the index holds non-finite (NaN/Inf) vectors; rebuild it")
+        return cls(vec, ids, meta)
 
     def search(self, queries: Tensor, k: int = 10, chunk: int | None = None) -> tuple[Tensor, Tensor]:
         """Top-``k`` (scores, indices) ``(M, k)`` by cosine similarity."""
@@ -59,6 +68,9 @@ def build_index(vectors: Tensor | np.ndarray, ids: list[str], meta: dict | None 
     v = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
     if v.dim() != 2 or v.shape[0] != len(ids):
         raise OmnipatchError(f"index needs (N, D) vectors and N ids, got {tuple(v.shape)} and {len(ids)}")
+    bad = [ids[i] for i in torch.nonzero(~torch.isfinite(v).all(dim=1)).flatten().tolist()]
+    if bad:
+        raise OmnipatchError(f"non-finite (NaN/Inf) vectors for {len(bad)} item(s): {', '.join(map(str, bad[:3]))}")
     return Index(F.normalize(v, dim=1), list(ids), dict(meta or {}))
 
 
@@ -178,10 +190,30 @@ def _cmd_index(a) -> None:
                          space=_space(pre),
                          batch_size=a.batch_size)
     data = str(Path(a.data).resolve()) if Path(a.data).exists() else a.data
+    from omnipatch.checkpoint import content_hash
+
     idx = build_index(emb, ids, {"modality": a.modality, "checkpoint": str(Path(a.checkpoint).resolve()),
-                                 "space": _space(pre), "data": data})
+                                 "checkpoint_sha256": content_hash(a.checkpoint),
+                                 "checkpoint_modalities": pre.modalities, "space": _space(pre), "data": data})
     idx.save(a.out)
     print(f"indexed {len(ids)} {a.modality} items ({emb.shape[1]}-d, {_space(pre)} space) in {a.out}")
+
+
+def _checked_checkpoint(idx: Index, where) -> str:
+    """The index's checkpoint, refused when its weights changed since the index was built."""
+    from omnipatch.checkpoint import content_hash
+
+    run = idx.meta.get("checkpoint")
+    if not run:
+        raise OmnipatchError(f"{where}: the index does not record its checkpoint; rebuild it")
+    want = idx.meta.get("checkpoint_sha256")
+    if want is None:
+        raise OmnipatchError(f"{where}: the index does not record its checkpoint's content hash (built by an "
+                             f"older omnipatch); rebuild it with retrieve index")
+    if content_hash(run) != want:
+        raise OmnipatchError(f"{where}: checkpoint {run} changed since the index was built (weights hash "
+                             f"{want[:12]} -> {content_hash(run)[:12]}); rebuild the index")
+    return run
 
 
 def _cmd_query(a) -> None:
@@ -198,7 +230,7 @@ def _cmd_query(a) -> None:
     idx = Index.load(a.index)
     if a.plot and "data" not in idx.meta:
         raise OmnipatchError(f"{a.index}: the index does not record its data source; rebuild it to plot results")
-    pre = load(idx.meta["checkpoint"])
+    pre = load(_checked_checkpoint(idx, a.index))
     from omnipatch.dataflags import data_options
 
     qds = pre.open(a.data, modality=a.modality, options=data_options(a))

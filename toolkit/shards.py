@@ -28,6 +28,40 @@ from torch.utils.data import IterableDataset, get_worker_info
 from omnipatch.batch import Skipped
 from omnipatch.errors import BadSampleError, OmnipatchError
 
+#: largest member decoded from a shard (a small gzip shard can inflate to gigabytes)
+MAX_MEMBER_MB = 256
+LABEL_EXTS = ("cls",)
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """WebDataset naming: ``dir/sub/KEY.ext.more`` -> key ``dir/sub/KEY``, extension ``ext.more``
+    (the key ends at the first dot of the file name, so ``0001.cls`` and ``0001.input.png`` belong
+    together); members may sit in sub-folders."""
+    import posixpath
+
+    folder, base = posixpath.split(name[2:] if name.startswith("./") else name)
+    stem, _, ext = base.partition(".")
+    return posixpath.join(folder, stem) if folder else stem, ext.lower()
+
+
+def _suffix(ext: str) -> str:
+    """The decoder's file suffix: the last part of a multi-part extension (``input.png`` -> ``png``)."""
+    last = ext.rpartition(".")[2]
+    return "".join(c for c in last if c.isalnum())[:16] or "bin"
+
+
+def _copy_capped(src, dst_path: str, limit: int, name: str) -> None:
+    n = 0
+    with open(dst_path, "wb") as out:
+        while True:
+            block = src.read(1 << 20)
+            if not block:
+                return
+            n += len(block)
+            if n > limit:
+                raise BadSampleError(name, f"member larger than the cap of {limit >> 20} MB")
+            out.write(block)
+
 
 def is_shard_source(source) -> bool:
     return isinstance(source, str) and source.endswith(".tar")
@@ -80,9 +114,11 @@ class ShardStream(IterableDataset):
     """
 
     def __init__(self, shards: list[str], read: Callable, rank: int = 0, world: int = 1, seed: int = 0,
-                 shuffle_buffer: int = 256, on_bad_sample: str = "raise", epoch: int = 0):
+                 shuffle_buffer: int = 256, on_bad_sample: str = "raise", epoch: int = 0,
+                 max_member_mb: float = MAX_MEMBER_MB):
         self.shards, self.read, self.rank, self.world = list(shards), read, rank, world
         self.seed, self.buffer, self.on_bad, self.epoch = seed, shuffle_buffer, on_bad_sample, epoch
+        self.max_member = int(max_member_mb * (1 << 20))
 
     def place(self, rank: int, world: int, start_step: int = 0) -> None:
         """Set this process's share (called by the engine, which knows the ranks) and start
@@ -127,53 +163,99 @@ class ShardStream(IterableDataset):
                     return Skipped(f"{shard}:{key}", reason)
                 raise BadSampleError(f"{shard}:{key}", reason) from None
 
+        def bad(name: str, reason: str):
+            if self.on_bad == "skip":
+                return Skipped(name, reason)
+            raise BadSampleError(name, reason)
+
         try:
             tar = tarfile.open(shard, "r|*")
-        except (tarfile.TarError, OSError) as e:
-            raise OmnipatchError(f"{shard}: not a readable tar shard ({e})") from None
+        except (tarfile.TarError, OSError, EOFError) as e:
+            yield bad(shard, f"not a readable tar shard ({type(e).__name__}: {e})")
+            return
         with tar, tempfile.TemporaryDirectory() as tmp:
             cur_key, cur_path, cur_label = None, None, None
             n = 0
-            for member in tar:
+            members = iter(tar)
+            while True:
+                try:
+                    member = next(members)
+                except StopIteration:
+                    break
+                except (tarfile.TarError, OSError, EOFError) as e:  # truncated / corrupt past this point
+                    yield bad(shard, f"truncated or corrupt tar after {n} member(s) ({type(e).__name__}: {e})")
+                    return
                 if not member.isfile():
                     continue
-                key, _, ext = member.name.rpartition(".")
+                key, ext = split_member(member.name)
                 if key != cur_key and cur_key is not None and cur_path is not None:
                     yield emit(cur_key, cur_path, cur_label)
                     cur_path, cur_label = None, None
+                if key != cur_key:
+                    cur_path, cur_label = None, None
                 cur_key = key
-                data = tar.extractfile(member).read()
-                if ext == "cls":
-                    cur_label = data.decode().strip()
-                else:
-                    n += 1
-                    cur_path = os.path.join(tmp, f"{n % 2}.{ext}")  # two slots: current and previous
-                    with open(cur_path, "wb") as fh:
-                        fh.write(data)
+                try:
+                    if member.size > self.max_member:
+                        raise BadSampleError(f"{shard}:{member.name}",
+                                             f"member of {member.size >> 20} MB, larger than the cap of "
+                                             f"{self.max_member >> 20} MB (ShardStream max_member_mb)")
+                    if ext in LABEL_EXTS:
+                        cur_label = tar.extractfile(member).read(1 << 16).decode("utf-8", "replace").strip()
+                    else:
+                        n += 1
+                        path = os.path.join(tmp, f"{n % 2}.{_suffix(ext)}")  # two slots: current and previous
+                        _copy_capped(tar.extractfile(member), path, self.max_member, f"{shard}:{member.name}")
+                        cur_path = path
+                except BadSampleError as e:
+                    cur_path = None
+                    yield bad(e.source, e.reason)
+                except (tarfile.TarError, OSError, EOFError) as e:
+                    yield bad(shard, f"truncated or corrupt tar at {member.name} ({type(e).__name__}: {e})")
+                    return
             if cur_key is not None and cur_path is not None:
                 yield emit(cur_key, cur_path, cur_label)
+            if _missing_end(shard, tar.offset):
+                yield bad(shard, f"truncated tar (no end-of-archive marker after {n} member(s))")
 
 
-def extract_first(shards: list[str], n: int, dest: str | Path) -> list[tuple[str, str | None]]:
+def _missing_end(shard: str, offset: int) -> bool:
+    """An uncompressed tar ends with two zero blocks after its last member; a truncated one
+    stops on a block boundary, which tarfile's stream mode takes for the end."""
+    with open(shard, "rb") as f:
+        magic = f.read(6)
+    if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
+        return False  # compressed: a truncated stream raises instead
+    return os.path.getsize(shard) - offset < 1024
+
+
+def extract_first(shards: list[str], n: int, dest: str | Path,
+                  max_member_mb: float = MAX_MEMBER_MB) -> list[tuple[str, str | None]]:
     """The first ``n`` data members (and labels) of the shards extracted to ``dest``: a small,
-    bounded sample for computing normalisation statistics and inferring shapes."""
+    bounded sample for computing normalisation statistics and inferring shapes. Unreadable
+    shards and members over the size cap are passed over (the stream reports them)."""
     out: dict[str, list] = {}
+    limit = int(max_member_mb * (1 << 20))
     for shard in shards:
-        with tarfile.open(shard, "r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, ext = member.name.rpartition(".")
-                data = tar.extractfile(member).read()
-                item = out.setdefault(f"{Path(shard).stem}_{key}", [None, None])
-                if ext == "cls":
-                    item[1] = data.decode().strip()
-                else:
-                    path = Path(dest) / f"{Path(shard).stem}_{key}.{ext}"
-                    path.write_bytes(data)
-                    item[0] = str(path)
-                if sum(1 for v in out.values() if v[0]) >= n and ext != "cls":
-                    break
+        try:
+            with tarfile.open(shard, "r|*") as tar:
+                for member in tar:
+                    if not member.isfile() or member.size > limit:
+                        continue
+                    key, ext = split_member(member.name)
+                    item = out.setdefault(f"{shard}\0{key}", [None, None])
+                    if ext in LABEL_EXTS:
+                        item[1] = tar.extractfile(member).read(1 << 16).decode("utf-8", "replace").strip()
+                    else:
+                        path = Path(dest) / f"{len(out):06d}.{_suffix(ext)}"  # never the member's own path
+                        try:
+                            _copy_capped(tar.extractfile(member), str(path), limit, member.name)
+                        except BadSampleError:
+                            continue
+                        item[0] = str(path)
+                    if sum(1 for v in out.values() if v[0]) >= n and ext not in LABEL_EXTS:
+                        break
+        except (tarfile.TarError, OSError, EOFError):
+            continue
         if sum(1 for v in out.values() if v[0]) >= n:
             break
     return [(p, lab) for p, lab in out.values() if p]

@@ -80,7 +80,7 @@ def test_save_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OmnipatchError, match="cannot write the checkpoint \\(disk full\\)"):
         ckpt.save(tmp_path, m, {"v": 2})
     assert ckpt.load_config(tmp_path) == {"v": 1}
     assert not list(tmp_path.glob(".checkpoint-*"))

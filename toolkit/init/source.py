@@ -126,7 +126,11 @@ def load_tensors(path: Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        from omnipatch.checkpoint import safe_torch_load
+
+        sd = safe_torch_load(path)  # weights_only=True; refusals and corruption are one line
+    except OmnipatchError:
+        raise
     except Exception as e:
         raise OmnipatchError(f"{path}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     for key in ("state_dict", "model", "module"):
