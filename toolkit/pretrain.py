@@ -16,7 +16,7 @@ from omnipatch.engine import fit, single_modality_step
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig
 from omnipatch.masking import MASKS, MaskSpec
-from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec, load_builtin
+from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
 from omnipatch.plan import Plan, fit_batch_size, scan
@@ -96,8 +96,10 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     import shutil
     import tempfile
 
-    from omnipatch.modalities.base import stream_reader
     from omnipatch.shards import ShardStream, extract_first, shard_list
+
+    if spec.stream_reader is None:
+        raise OmnipatchError(f"modality {spec.name!r} does not stream from tar shards (its spec has no stream_reader)")
 
     shards = shard_list(str(cfg.data.source))
     options = {k: v for k, v in cfg.data.options.items() if k != "shuffle_buffer"}
@@ -108,7 +110,7 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     if not first:
         raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
     probe = factory([p for p, _ in first])
-    stream = ShardStream(shards, stream_reader(probe), seed=cfg.train.seed,
+    stream = ShardStream(shards, spec.stream_reader(probe), seed=cfg.train.seed,
                          shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
                          on_bad_sample=cfg.data.on_bad_sample)
     return stream, {spec.name: probe}
@@ -141,7 +143,6 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
     ``out/init_report.json``).
     """
-    load_builtin()
     out = Path(out)
     if resume:
         saved = ckpt.load_config(out)
