@@ -452,7 +452,7 @@ SPEC = ModalitySpec(
     # and the patch embedding; hop / window / seconds / crop change the time axis only
     model_options=("sample_rate", "n_mels", "channels", "patch_size"),
     example=examples.audio,
-    example_options={"sample_rate": 8000, "seconds": 0.25, "n_mels": 16, "patch_size": [4, 4]},
+    example_options={"sample_rate": 8000, "seconds": 0.25, "n_mels": 16, "patch_size": [5, 4]},
     stream_reader=stream_reader,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

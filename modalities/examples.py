@@ -80,9 +80,9 @@ def volume(folder) -> str:
 
 def pointcloud(folder) -> str:
     """Four 64-point clouds as PLY (open3d)."""
-    from omnipatch.modalities.pointcloud import _open3d
+    import open3d as o3d
 
-    o3d, folder, rng = _open3d(), Path(folder), np.random.default_rng(0)
+    folder, rng = Path(folder), np.random.default_rng(0)
     names = [f"cloud{i}.ply" for i in range(N)]
     for n in names:
         pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(rng.normal(size=(64, 3))))

@@ -29,12 +29,15 @@ class ModalityAdapter(nn.Module, ABC):
             rule (such an adapter also takes ``patch_size``, ``mean`` and ``std`` and embeds
             ``prod(patch_size) x C`` channel-last values with ``proj``, a linear layer);
             None: the channels of a trained model cannot change.
+        exact_roundtrip: ``unpatchify(patchify(x)) == x`` bit for bit (False where targets
+            are not a re-arrangement of the input, e.g. overlapping point groups).
     """
 
     modality: str = ""
     dim: int
     target_dim: int
     channels_kwarg: str | None = None
+    exact_roundtrip: bool = True
 
     @property
     def dense_patch(self) -> tuple[int, ...] | None:

@@ -174,7 +174,9 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
 
         model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
-        dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
+        from omnipatch.paired import PairedDataset
+
+        dataset = dataset.cache() if isinstance(dataset, PairedDataset) else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None), "init": init_info}
     out.mkdir(parents=True, exist_ok=True)
