@@ -30,10 +30,13 @@ def finish(fig, out: str | Path, title: str = "") -> Path:
 
 
 def _to_picture(x: Tensor) -> np.ndarray:
-    """``(C, *S)`` -> 2-D (or RGB) array: first 3 channels, middle slice of extra spatial axes."""
+    """``(C, *S)`` -> 2-D (or RGB) array: first 3 channels, middle slice of extra spatial axes;
+    a 1-D layout ``(C, T)`` is shown as C rows."""
     x = x.float()
     while x.dim() > 3:
         x = x[:, x.shape[1] // 2]
+    if x.dim() == 2:  # (C, T): one row per channel (1-D layouts)
+        return x.cpu().numpy()
     return (x[:3].permute(1, 2, 0) if x.shape[0] >= 3 else x[0]).cpu().numpy()
 
 
