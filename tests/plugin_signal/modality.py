@@ -86,6 +86,7 @@ SPEC = ModalitySpec(
     adapter_kwargs=adapter_kwargs,
     augment=augment,
     options={"length": 64, "channels": None, "patch_size": 8},
+    recipe={"objectives": "mae"},
     model_options=("channels", "patch_size"),
     stream_reader=stream_reader,
     example=example,
