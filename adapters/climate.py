@@ -285,17 +285,13 @@ def predict_variables(model, batch: Batch, hide: list[str], modality: str = "cli
         :meth:`ClimateAdapter.maps` in physical units (``original``, ``masked``,
         ``reconstruction``: ``(B, V, T, H', W')``, NaN where data is missing).
     """
-    from omnipatch.masking import gather_tokens
-
     adapter = model.adapters[modality]
     unknown = [h for h in hide if h not in adapter.variables]
     if unknown:
         raise OmnipatchError(f"unknown variable(s) {unknown}; the model knows {adapter.variables}")
-    t = adapter.tokenize(batch)
-    mask = variable_mask(t, [adapter.variables.index(h) for h in hide])
-    latent = model.encoder_for(modality)(gather_tokens(t.tokens, mask.idx_keep), ~mask.keep_valid)
-    pred = model.pred[modality](model.decoder(latent, mask, t.pos, t.padding_mask)).float()
-    return adapter.maps(pred, t, mask.loss_mask, physical=True)
+    hidden = [adapter.variables.index(h) for h in hide]
+    view, pred = model.predict(batch, modality, lambda t: variable_mask(t, hidden))
+    return adapter.maps(pred, view.tokens, view.mask.loss_mask, physical=True)
 
 
 def save_maps(pictures: dict[str, Tensor], out: str | Path, variables: list[str], sample: int = 0,

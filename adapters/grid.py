@@ -36,6 +36,7 @@ class GridAdapter(ModalityAdapter):
     """
 
     registry_name = "grid"
+    channels_kwarg = "in_chans"
 
     def __init__(self, modality: str, in_chans: int, patch_size: list[int], dim: int,
                  mean: list[float] | None = None, std: list[float] | None = None,
@@ -67,6 +68,13 @@ class GridAdapter(ModalityAdapter):
     @property
     def spatial_dims(self) -> int:
         return len(self.patch_size)
+
+    @property
+    def dense_patch(self) -> tuple[int, ...]:
+        return self.patch_size
+
+    def reset_cache(self) -> None:
+        self._pos_cache.clear()
 
     def config(self) -> dict:
         cfg = {"modality": self.modality, "in_chans": self.in_chans, "patch_size": list(self.patch_size),

@@ -45,7 +45,8 @@ from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities import examples
+from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -450,5 +451,8 @@ SPEC = ModalitySpec(
     # what a mel band means (its frequencies: the rate and the band count), the channel count
     # and the patch embedding; hop / window / seconds / crop change the time axis only
     model_options=("sample_rate", "n_mels", "channels", "patch_size"),
+    example=examples.audio,
+    example_options={"sample_rate": 8000, "seconds": 0.25, "n_mels": 16, "patch_size": [5, 4]},
+    stream_reader=stream_reader,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities import examples
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -530,5 +531,7 @@ SPEC = ModalitySpec(
     raw_features=_cell_values,
     raw_name="per-cell values",
     model_options=("variables", "levels", "patch_size", "time_patch"),
+    example=examples.climate,
+    example_options={"patch_size": 4},
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities import examples
+from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -215,6 +216,14 @@ def _open(source, image_size: int = 32, channels: int | None = None, on_bad_samp
     return ImageDataset(source, image_size=image_size, channels=channels, on_bad_sample=on_bad_sample)
 
 
+def read_mask_image(path: str) -> np.ndarray:
+    """A dense label map (segmentation target) from an image file (PIL)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
 SPEC = ModalitySpec(
     name="image",
     description="2-D images (PNG, JPEG, TIFF incl. 16-bit multi-band, .npy), any channel count",
@@ -231,5 +240,9 @@ SPEC = ModalitySpec(
     raw_features=_raw_pixels,
     raw_name="pixels",
     model_options=("channels", "patch_size"),
+    example=examples.image,
+    example_options={"image_size": 8, "patch_size": 4},
+    stream_reader=stream_reader,
+    read_target=read_mask_image,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

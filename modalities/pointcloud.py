@@ -31,7 +31,8 @@ import torch
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities import examples
+from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -469,5 +470,8 @@ SPEC = ModalitySpec(
     raw_name="D2 shape histogram",
     model_options=("features", "point_hidden", "align"),
     thumbnail=thumbnail,
+    example=examples.pointcloud,
+    example_options={"max_points": 64, "num_groups": 8, "group_size": 8, "point_hidden": 16},
+    stream_reader=stream_reader,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
+from omnipatch.modalities import examples
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -345,5 +346,7 @@ SPEC = ModalitySpec(
     raw_name="mean-imputed columns",
     model_options=("columns", "numeric", "categorical", "numeric_embedding"),
     thumbnail=thumbnail,
+    example=examples.tabular,
+    example_options={"id_column": "id", "label_column": "label"},
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

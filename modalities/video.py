@@ -57,7 +57,8 @@ import torch.nn.functional as F
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities.base import FileDataset
+from omnipatch.modalities import examples
+from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -483,5 +484,8 @@ SPEC = ModalitySpec(
     # the adapter's patch embedding is sized C x tubelet; any frames / size give a valid token
     # grid (sin-cos positions are computed per grid), so those stay free like stride
     model_options=("channels", "patch_size"),
+    example=examples.video,
+    example_options={"frames": 4, "stride": 1, "size": 16, "patch_size": [2, 8, 8]},
+    stream_reader=stream_reader,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -59,7 +59,8 @@ from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities.base import FileDataset, Skipped
+from omnipatch.modalities import examples
+from omnipatch.modalities.base import FileDataset, Skipped, stream_reader
 from omnipatch.modalities.sources import resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -465,6 +466,13 @@ def raw_features(sample: Sample) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+def read_mask_volume(path: str) -> np.ndarray:
+    """A dense label map (segmentation target) from a NIfTI / MGH file (nibabel), voxel order as stored."""
+    import nibabel as nib
+
+    return np.asarray(nib.load(path).dataobj)
+
+
 SPEC = ModalitySpec(
     name="volume",
     description="3-D medical volumes (NIfTI .nii/.nii.gz, MGH): MONAI RAS/spacing/intensity/crops",
@@ -487,5 +495,9 @@ SPEC = ModalitySpec(
     # positions per grid), so they stay free
     model_options=("channels", "patch_size", "intensity", "window", "percentiles"),
     train_options=("crops_per_volume",),
+    example=examples.volume,
+    example_options={"roi_size": [8, 8, 8], "patch_size": 4, "crop": "center"},
+    stream_reader=stream_reader,
+    read_target=read_mask_volume,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -19,11 +19,35 @@ class ModalityAdapter(nn.Module, ABC):
     ``target_dim`` (P, values per reconstruction target), and implement ``tokenize``,
     ``patchify`` and ``unpatchify``. ``config()`` returns the constructor kwargs so the
     adapter can be rebuilt from a checkpoint.
+
+    What the core would otherwise guess is declared here (the defaults suit an adapter with
+    no regular patch grid, such as point groups or table columns):
+
+    Attributes:
+        channels_kwarg: the constructor kwarg holding the input channel count when the
+            adapter can be rebuilt for another channel count by :mod:`omnipatch.inflate`'s
+            rule (such an adapter also takes ``patch_size``, ``mean`` and ``std`` and embeds
+            ``prod(patch_size) x C`` channel-last values with ``proj``, a linear layer);
+            None: the channels of a trained model cannot change.
+        exact_roundtrip: ``unpatchify(patchify(x)) == x`` bit for bit (False where targets
+            are not a re-arrangement of the input, e.g. overlapping point groups).
     """
 
     modality: str = ""
     dim: int
     target_dim: int
+    channels_kwarg: str | None = None
+    exact_roundtrip: bool = True
+
+    @property
+    def dense_patch(self) -> tuple[int, ...] | None:
+        """The patch size of a regular grid whose tokens tile the input's spatial axes (what
+        dense heads upsample to per-cell outputs); None: no such grid (no segmentation)."""
+        return None
+
+    def reset_cache(self) -> None:
+        """Drop values cached from buffers or parameters (e.g. position tables per grid); called
+        after weights or buffers are replaced in place. Default: nothing cached."""
 
     @abstractmethod
     def tokenize(self, batch: Batch) -> PatchTokens:

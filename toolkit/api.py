@@ -14,7 +14,7 @@ from omnipatch.batch import Batch
 from omnipatch.data import eval_loader
 from omnipatch.engine import resolve_device
 from omnipatch.errors import OmnipatchError
-from omnipatch.modality import MODALITIES, load_builtin
+from omnipatch.modality import MODALITIES
 from omnipatch.model import OmniModel
 
 
@@ -115,11 +115,11 @@ def load(run_dir: str | Path | None = None, device: str = "auto", random_init: b
     ``run_dir`` when given, else into a model for ``modality`` whose adapter is fitted to
     ``data`` (channels, statistics; ``options`` are its dataset options).
     """
-    load_builtin()
     if init is not None and run_dir is None:
+        from omnipatch.config import DataConfig
         from omnipatch.init.run import build_initialised
 
-        model, cfg = build_initialised(init, modality or "image", data, options, init_pos, init_strict, seed,
+        model, cfg = build_initialised(init, modality or DataConfig.modality, data, options, init_pos, init_strict, seed,
                                        quiet=quiet)
         return Pretrained(model.to(resolve_device(device)).eval(), cfg, [cfg["modality"]])
     if run_dir is None:

@@ -35,10 +35,9 @@ def add_init_args(s) -> None:
 def _pretrain(a) -> None:
     from omnipatch.config import Config, apply_keys, load_yaml_dict, parse_duration, parse_objectives, set_key
     from omnipatch.dataflags import data_options
-    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.modality import MODALITIES
     from omnipatch.pretrain import pretrain
 
-    load_builtin()
     given = load_yaml_dict(a.config) if a.config else {}
     modality = a.modality or (given.get("data") or {}).get("modality") or Config().data.modality
     cfg = Config()
@@ -126,10 +125,9 @@ def _embed(a) -> None:
 
 def _inspect(a) -> None:
     from omnipatch.dataflags import data_options
-    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.modality import MODALITIES
     from omnipatch.plan import fit_batch_size, scan
 
-    load_builtin()
     spec = MODALITIES.get(a.modality)
     opts = data_options(a)
     plan = scan(spec, a.data, opts)
@@ -194,10 +192,9 @@ def _eval(a) -> None:
 def _list(a) -> None:
     from omnipatch.encoder import PRESETS
     from omnipatch.masking import MASKS
-    from omnipatch.modality import ADAPTERS, MODALITIES, load_builtin
+    from omnipatch.modality import ADAPTERS, MODALITIES
     from omnipatch.objectives import OBJECTIVES
 
-    load_builtin()
     for title, reg in (("modalities", MODALITIES), ("adapters", ADAPTERS), ("objectives", OBJECTIVES),
                        ("masks", MASKS), ("presets", PRESETS)):
         print(f"{title}:")

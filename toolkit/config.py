@@ -236,12 +236,9 @@ RANGES: dict[str, tuple] = {
     "model.cross_weight": ("float", 0, None, True, False),
     "model.cross_augment": ("float", 0, None, False, False),
 }
-#: data options that are patch / window sizes: an int or a list of ints, each >= 1
-SIZE_OPTIONS = ("patch_size", "time_patch", "stride", "image_size", "roi_size", "frames", "size", "group_size",
-                "num_groups", "max_points", "mesh_points", "n_mels", "clips_per_video", "crops_per_volume", "block",
-                "max_categories", "sample_rate", "k")
-#: data options that are positive durations
-POSITIVE_OPTIONS = ("seconds", "hop_ms", "win_ms", "max_seconds")
+#: data options that are sizes in every modality (an int or a list of ints, each >= 1); any
+#: other option is checked against its modality's default (see :func:`_check_options`)
+SIZE_OPTIONS = ("patch_size",)
 #: objective arguments that are counts (>= 1) or positive scales (> 0)
 OBJECTIVE_COUNTS = ("k", "n_views", "num_slices", "proj_hidden", "proj_dim")
 OBJECTIVE_POSITIVE = ("temperature", "init_temperature")
@@ -282,7 +279,12 @@ def validate(cfg: Config) -> Config:
         raise OmnipatchError(f"data.on_bad_sample must be 'raise' or 'skip', got {cfg.data.on_bad_sample!r}")
     if cfg.train.strategy not in ("auto", "single", "ddp", "fsdp"):
         raise OmnipatchError(f"train.strategy must be one of auto, single, ddp, fsdp, got {cfg.train.strategy!r}")
-    _check_options(cfg.data.options, "data.options")
+    names = [m.strip() for m in str(cfg.data.modality).split(",") if m.strip()]
+    paired = len(names) > 1
+    for m in names:
+        opts = cfg.data.options.get(m, {}) if paired else cfg.data.options
+        if isinstance(opts, dict):
+            _check_options(opts, f"data.options.{m}" if paired else "data.options", _defaults(m))
     if not isinstance(cfg.objectives, dict) or not cfg.objectives:
         raise OmnipatchError("objectives: give at least one objective (e.g. --objective mae)")
     for name, args in cfg.objectives.items():
@@ -298,14 +300,33 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def _check_options(options: dict, prefix: str) -> None:
+def _defaults(modality: str) -> dict:
+    """The modality's option defaults ({} for a name the registry does not know: the
+    registry reports that later, with its "did you mean")."""
+    from omnipatch.modality import MODALITIES
+
+    return dict(MODALITIES.get(modality).options) if modality in MODALITIES else {}
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _check_options(options: dict, prefix: str, defaults: dict) -> None:
+    """Each option like its default says: a default count (an int >= 1, or a list of them)
+    needs counts, a default positive number a positive number; ``patch_size`` is a size in
+    every modality. Options without such a default (None, text, signed ranges) are left to
+    the modality's reader."""
     for k, v in (options or {}).items():
-        if isinstance(v, dict):  # a paired run: data.options.<modality>.<name>
-            _check_options(v, f"{prefix}.{k}")
-        elif (k in SIZE_OPTIONS or (k == "window" and not isinstance(v, (list, tuple)))) and v is not None:
-            for x in (v if isinstance(v, (list, tuple)) else [v]):  # climate's window is a count
+        if v is None:
+            continue
+        d = defaults.get(k)
+        counts = k in SIZE_OPTIONS or _positive_int(d) or (
+            isinstance(d, (list, tuple)) and d and all(_positive_int(x) for x in d))
+        if counts:
+            for x in (v if isinstance(v, (list, tuple)) else [v]):
                 check_range(f"{prefix}.{k}", x, "int", 1)
-        elif k in POSITIVE_OPTIONS and v is not None:
+        elif isinstance(d, float) and d > 0:
             check_range(f"{prefix}.{k}", v, "float", 0, None, True)
 
 

@@ -142,11 +142,10 @@ def load_backbone(run_dir, dataset, modality: str | None = None, random_init: bo
     """
     from safetensors.torch import load_file
 
-    from omnipatch.inflate import adapt_state_dict
-    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.inflate import adapt_state_dict, channels_kwarg
+    from omnipatch.modality import MODALITIES
     from omnipatch.model import OmniModel
 
-    load_builtin()
     cfg = ckpt.load_config(run_dir)
     if "finetune" in cfg:
         raise OmnipatchError(f"{run_dir} is a fine-tuned checkpoint; fine-tune from the pretraining run")
@@ -160,14 +159,15 @@ def load_backbone(run_dir, dataset, modality: str | None = None, random_init: bo
     except Exception as e:
         raise OmnipatchError(f"{path}: cannot read weights ({e})") from None
     kw = model_cfg["adapters"][m]["kwargs"]
+    ck = channels_kwarg(model_cfg["adapters"][m]["name"])
     x = _first_sample(dataset).x
-    if "in_chans" in kw and "patch_size" in kw and x.dim() == len(kw["patch_size"]) + 1 and x.shape[0] != kw["in_chans"]:
+    if ck and "patch_size" in kw and x.dim() == len(kw["patch_size"]) + 1 and x.shape[0] != kw[ck]:
         spec = MODALITIES.get(m)
         new = spec.adapter_kwargs(dataset, {**spec.options, **(options or {})})
         state, model_cfg = adapt_state_dict(state, model_cfg, m, int(x.shape[0]), new.get("mean"), new.get("std"),
                                             new.get("patch_size"))
         if not quiet:
-            print(f"adapted the input projection from {kw['in_chans']} to {x.shape[0]} channels "
+            print(f"adapted the input projection from {kw[ck]} to {x.shape[0]} channels "
                   "(omnipatch.inflate rule)", file=sys.stderr)
     torch.manual_seed(seed)
     model = OmniModel.from_config(model_cfg)
@@ -402,7 +402,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     dataset, spec, opts = open_for(pre_cfg, data, options, on_bad_sample, m)
     matched: list[str] = []
     lab = build_labels(dataset, labels, cfg.task, cfg.multi_label, base_dir=_source_dir(data), match=cfg.match_ids,
-                       report=matched)
+                       report=matched, read_target=spec.read_target)
     if matched and not quiet:
         print(matched[0], flush=True)
     adapters, encoder, model_cfg = load_backbone(run_dir, dataset, m, random_init, cfg.seed, opts, quiet)
@@ -453,10 +453,9 @@ def _modalities(cfg: dict) -> list[str]:
 def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "raise", modality: str | None = None):
     """``(dataset, spec, options)``: ``data`` opened with the run's dataset options (of
     ``modality`` in a paired run) updated by ``options``; a dataset is returned as is."""
-    from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.modality import MODALITIES
     from omnipatch.pretrain import open_data
 
-    load_builtin()
     names = _modalities(run_cfg)
     m = modality or names[0]
     if m not in names:
@@ -510,9 +509,10 @@ class Finetuned:
     @torch.no_grad()
     def evaluate(self, data, labels=None, batch_size: int = 256, on_bad_sample: str = "raise") -> dict:
         """Metrics of the fine-tuned model on labelled ``data`` (labels as in :func:`finetune`)."""
-        ds = self.open(data, on_bad_sample)
+        ds, spec, _ = open_for(self.config, data, None, on_bad_sample)
         lab = build_labels(ds, labels, self.labels.task, self.labels.kind == "multi", known=self.labels,
-                           base_dir=_source_dir(data), match=self.config["finetune"].get("match_ids", "exact"))
+                           base_dir=_source_dir(data), match=self.config["finetune"].get("match_ids", "exact"),
+                           read_target=spec.read_target)
         cfg = FinetuneConfig(**{**self.config["finetune"], "mode": "full", "batch_size": batch_size})
         device = next(self.model.parameters()).device
         runner = _Runner(self.model, LabelledData(ds, lab), cfg, device)
@@ -522,10 +522,8 @@ class Finetuned:
 def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
     """Load ``FT_DIR`` written by :func:`finetune` (strict: every weight must match)."""
     from omnipatch.engine import resolve_device
-    from omnipatch.modality import load_builtin
     from omnipatch.model import OmniModel
 
-    load_builtin()
     cfg = ckpt.load_config(ft_dir)
     if "finetune" not in cfg:
         raise OmnipatchError(f"{ft_dir}: not a fine-tuning directory (no 'finetune' section in its config)")
@@ -587,10 +585,11 @@ def add_commands(sub) -> None:
     """Add ``omnipatch finetune`` to the CLI's subparsers."""
     s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
     from omnipatch.cli import add_init_args
+    from omnipatch.config import DataConfig
 
     s.add_argument("--checkpoint", help="pretraining run directory (or --init SOURCE)")
     add_init_args(s)
-    s.add_argument("--modality", help="with --init: the data's modality (default image)", default="image")
+    s.add_argument("--modality", help="with --init: the data's modality (default image)", default=DataConfig.modality)
     s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
     s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
     s.add_argument("--match-ids", choices=["exact", "name", "stem"], default="exact",

@@ -114,21 +114,19 @@ def match_ids(ids: list[str], labels: dict, match: str = "exact", report: list |
     return found
 
 
-def read_mask(path: str) -> np.ndarray:
-    """An integer class map from ``.npy`` / NIfTI / an image file."""
+def read_mask(path: str, read_target=None) -> np.ndarray:
+    """An integer class map from ``.npy`` or, through the modality's
+    :attr:`~omnipatch.modality.ModalitySpec.read_target`, its own file formats."""
     p = str(path)
     try:
         if p.endswith(".npy"):
             arr = np.load(p, allow_pickle=False)
-        elif p.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            arr = np.asarray(nib.load(p).dataobj)
+        elif read_target is not None:
+            arr = np.asarray(read_target(p))
         else:
-            from PIL import Image
-
-            with Image.open(p) as im:
-                arr = np.asarray(im)
+            raise OmnipatchError(f"{p}: this modality reads class maps from .npy files only")
+    except OmnipatchError:
+        raise
     except FileNotFoundError:
         raise OmnipatchError(f"{p}: class map not found") from None
     except Exception as e:
@@ -223,11 +221,11 @@ class Labels:
         k = 1 if self.kind == "value" else len(self.classes)
         if self.kind != "map":
             return {"kind": "pooled", "dim": dim, "outputs": k, "modality": modality}
-        if not (hasattr(adapter, "spatial_dims") and hasattr(adapter, "patch_size")):
+        if adapter.dense_patch is None:
             raise OmnipatchError(f"segmentation needs a grid modality (image, volume, ...); the {modality!r} "
                                  "adapter has no regular patch grid")
         return {"kind": "dense", "dim": dim, "outputs": k, "modality": modality,
-                "patch_size": list(adapter.patch_size)}
+                "patch_size": list(adapter.dense_patch)}
 
     # -- outputs ------------------------------------------------------------------------------------
     def decode(self, out: Tensor) -> np.ndarray:
@@ -256,7 +254,7 @@ class Labels:
 
 
 def build_labels(dataset, labels, task: str, multi_label: bool = False, known: Labels | None = None,
-                 base_dir=None, match: str = "exact", report: list | None = None) -> Labels:
+                 base_dir=None, match: str = "exact", report: list | None = None, read_target=None) -> Labels:
     """Match and encode labels for ``dataset``.
 
     Args:
@@ -265,6 +263,8 @@ def build_labels(dataset, labels, task: str, multi_label: bool = False, known: L
         base_dir: folder that relative class-map paths of a dict / the dataset's own label
             column are relative to (a CSV's paths are relative to the CSV).
         match: how sample ids meet label ids (:func:`match_ids`); ``report`` collects its line.
+        read_target: the modality's class-map reader
+            (:attr:`~omnipatch.modality.ModalitySpec.read_target`); None: ``.npy`` only.
     """
     base = Path(base_dir) if base_dir is not None else Path(".")
     if labels is None:
@@ -299,7 +299,7 @@ def build_labels(dataset, labels, task: str, multi_label: bool = False, known: L
             else:
                 p = Path(str(v))
                 p = p if p.is_absolute() else base / p
-                maps.append(read_mask(str(p)))
+                maps.append(read_mask(str(p), read_target))
                 lab.sources.append(str(p))
         found = sorted({int(u) for m in maps for u in np.unique(m)})
         if known is None:

@@ -61,9 +61,8 @@ class OmnipatchOutput(ModelOutput):
 
 
 def _build_adapters(cfg: dict) -> nn.ModuleDict:
-    from omnipatch.modality import ADAPTERS, load_builtin
+    from omnipatch.modality import ADAPTERS
 
-    load_builtin()
     return nn.ModuleDict({m: ADAPTERS.get(a["name"])(**a["kwargs"]) for m, a in cfg["adapters"].items()})
 
 
@@ -129,8 +128,7 @@ class OmnipatchModel(PreTrainedModel):
                 if leaf in mod._non_persistent_buffers_set:
                     mod.register_buffer(leaf, fresh[name].to(buf.device), persistent=False)
         for a in self.adapters.values():
-            if hasattr(a, "_pos_cache"):
-                a._pos_cache.clear()
+            a.reset_cache()
 
     def forward(self, x: Tensor, x_mask: Tensor | None = None, modality: str | None = None,
                 return_dict: bool = True) -> OmnipatchOutput | tuple:

@@ -68,10 +68,18 @@ def _grid_kwargs(model_cfg: dict, modality: str) -> dict:
         raise OmnipatchError(f"the checkpoint has no adapter for modality {modality!r} (has {list(adapters)})")
     a = adapters[modality]
     kw = a["kwargs"]
-    if "in_chans" not in kw or "patch_size" not in kw or a["name"] in ("pointcloud", "tabular", "climate"):
+    if channels_kwarg(a["name"]) is None or "patch_size" not in kw:
         raise OmnipatchError(f"cannot change the input channels of the {a['name']!r} adapter: only grid adapters "
                              "(image, volume, video, audio, grid) have a channel-inflation rule")
     return kw
+
+
+def channels_kwarg(adapter_name: str) -> str | None:
+    """The registered adapter's :attr:`~omnipatch.adapter.ModalityAdapter.channels_kwarg`: the
+    constructor kwarg this module's rule rewrites, or None (channels cannot change)."""
+    from omnipatch.modality import ADAPTERS
+
+    return ADAPTERS.get(adapter_name).channels_kwarg
 
 
 def adapt_state_dict(state: dict[str, Tensor], model_cfg: dict, modality: str, in_chans: int,
@@ -90,7 +98,8 @@ def adapt_state_dict(state: dict[str, Tensor], model_cfg: dict, modality: str, i
         ``(state, model_cfg)`` with only the channel-dependent entries changed.
     """
     kw = _grid_kwargs(model_cfg, modality)
-    c_old, ps = int(kw["in_chans"]), [int(p) for p in kw["patch_size"]]
+    ck = channels_kwarg(model_cfg["adapters"][modality]["name"])
+    c_old, ps = int(kw[ck]), [int(p) for p in kw["patch_size"]]
     if patch_size is not None:
         new_ps = [int(p) for p in ([patch_size] * len(ps) if isinstance(patch_size, int) else patch_size)]
         if new_ps != ps:
@@ -118,7 +127,7 @@ def adapt_state_dict(state: dict[str, Tensor], model_cfg: dict, modality: str, i
             out[k] = new.reshape(n * in_chans, *t.shape[1:]).contiguous()
     cfg = copy.deepcopy(model_cfg)
     new_kw = cfg["adapters"][modality]["kwargs"]
-    new_kw["in_chans"] = int(in_chans)
+    new_kw[ck] = int(in_chans)
     new_kw["mean"] = [0.0] * in_chans if mean is None else [float(v) for v in mean]
     new_kw["std"] = [1.0] * in_chans if std is None else [float(v) for v in std]
     return out, cfg
@@ -130,10 +139,8 @@ def load_adapted(run_dir, in_chans: int, mean: list[float] | None = None, std: l
     the pretrained weights adapted by the module's rule (strict load: no key left out)."""
     from safetensors.torch import load_file
 
-    from omnipatch.modality import load_builtin
     from omnipatch.model import OmniModel
 
-    load_builtin()
     cfg = ckpt.load_config(run_dir)
     m = modality or cfg["modality"]
     state = load_file(str(ckpt.find(run_dir) / "model.safetensors"))

@@ -51,6 +51,15 @@ class ModalitySpec:
             patch size ...): ``embed`` / ``finetune`` / ``retrieve`` refuse a different value.
         train_options: options that shape pretraining only (e.g. random crops per volume):
             reading data for a trained model goes back to their defaults unless given.
+        stream_reader: ``(probe_dataset) -> (path, key, label) -> Sample``: decodes one member
+            extracted from a tar shard with an opened data set's reader and options (see
+            :mod:`omnipatch.shards`). None: the modality does not stream from shards.
+        read_target: ``(path) -> integer ndarray``: reads a dense label map (segmentation
+            target) in this modality's file formats; ``.npy`` always works. None: ``.npy`` only.
+        example: ``(folder) -> source``: writes a few (2-4) tiny real files of this modality
+            with the field's own library and returns the source to open them with (a folder,
+            glob, manifest or table), for the registry-driven contract tests and demos.
+        example_options: dataset options that keep :attr:`example` tiny (small sizes).
     """
 
     name: str
@@ -68,13 +77,20 @@ class ModalitySpec:
     raw_name: str = "raw values"
     model_options: tuple[str, ...] = ()
     train_options: tuple[str, ...] = ()
+    stream_reader: Callable[[Any], Callable[[str, str, str | None], Any]] | None = None
+    read_target: Callable[[str], Any] | None = None
+    example: Callable[[Any], Any] | None = None
+    example_options: dict[str, Any] = field(default_factory=dict)
 
 
-MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities")
-ADAPTERS: Registry[type] = Registry("adapter", entry_point_group="omnipatch.adapters")
+#: the bundled modalities and adapters: a plugin module the registries import on first use
+BUILTINS = "omnipatch.builtins"
+MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities", builtins=BUILTINS)
+ADAPTERS: Registry[type] = Registry("adapter", entry_point_group="omnipatch.adapters", builtins=BUILTINS)
 
 
 def load_builtin() -> None:
-    """Import the bundled modalities and adapters so they register themselves."""
-    import omnipatch.adapters  # noqa: F401
-    import omnipatch.modalities  # noqa: F401
+    """Deprecated: the registries load the built-ins on first use. Registers the bundled
+    modalities and adapters (and the entry-point plugins) now."""
+    MODALITIES.load_plugins()
+    ADAPTERS.load_plugins()

@@ -7,6 +7,7 @@ encodes the visible tokens, then each weighted objective scores the views.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +17,7 @@ from omnipatch.batch import Batch
 from omnipatch.encoder import Encoder, EncoderConfig, pool
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig, MAEDecoder
-from omnipatch.masking import MaskResult, MaskSpec, mask_tokens, random_mask
+from omnipatch.masking import MaskResult, MaskSpec, gather_tokens, mask_tokens, random_mask
 from omnipatch.modality import ADAPTERS
 from omnipatch.objectives import OBJECTIVES, View
 from omnipatch.tokens import PatchTokens
@@ -75,10 +76,16 @@ class OmniModel(nn.Module):
         """The encoder that serves ``modality`` (the shared one unless ``separate_encoders``)."""
         return self.encoder if self.encoders is None else self.encoders[modality]
 
-    def encode_view(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> View:
-        """Tokenize, mask (``self.masks[modality]``) and encode the visible tokens."""
+    def encode_view(self, batch: Batch, modality: str, generator: torch.Generator | None = None,
+                    mask: Callable[[PatchTokens], MaskResult] | None = None) -> View:
+        """Tokenize, mask (``self.masks[modality]``, or ``mask(tokens)`` when given: a chosen
+        mask, e.g. whole variables) and encode the visible tokens."""
         tokens = self.adapters[modality].tokenize(batch)
-        visible, mask = mask_tokens(tokens, self.masks.get(modality, MaskSpec()), generator)  # fused on CUDA
+        if mask is None:
+            visible, mask = mask_tokens(tokens, self.masks.get(modality, MaskSpec()), generator)  # fused on CUDA
+        else:
+            mask = mask(tokens)
+            visible = gather_tokens(tokens.tokens, mask.idx_keep)
         enc = self.encoder_for(modality)
         if not enc.num_prefix_tokens:
             latent, prefix = enc(visible, ~mask.keep_valid), None
@@ -143,6 +150,14 @@ class OmniModel(nn.Module):
             mu, sd = tgt.mean(-1, keepdim=True), (tgt.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
             pred = pred * sd + mu
         return self.adapters[modality].reconstruct(pred, view.tokens, view.mask.loss_mask)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, modality: str, mask: Callable[[PatchTokens], MaskResult]) -> tuple[View, Tensor]:
+        """``(view, pred)``: the hidden tokens of ``mask(tokens)`` predicted from the visible
+        ones (``pred (B, L, P)`` in normalised target units), for adapters that answer
+        questions such as "predict these variables from the others"."""
+        view = self.encode_view(batch, modality, mask=mask)
+        return view, self.decode(view).float()
 
     # -- (de)serialisation ------------------------------------------------------------------
     def config(self) -> dict:

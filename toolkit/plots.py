@@ -29,11 +29,14 @@ def finish(fig, out: str | Path, title: str = "") -> Path:
     return Path(out)
 
 
-def _to_image(x: Tensor) -> np.ndarray:
-    """``(C, *S)`` -> 2-D (or RGB) array: first 3 channels, middle slice of extra spatial axes."""
+def _to_picture(x: Tensor) -> np.ndarray:
+    """``(C, *S)`` -> 2-D (or RGB) array: first 3 channels, middle slice of extra spatial axes;
+    a 1-D layout ``(C, T)`` is shown as C rows."""
     x = x.float()
     while x.dim() > 3:
         x = x[:, x.shape[1] // 2]
+    if x.dim() == 2:  # (C, T): one row per channel (1-D layouts)
+        return x.cpu().numpy()
     return (x[:3].permute(1, 2, 0) if x.shape[0] >= 3 else x[0]).cpu().numpy()
 
 
@@ -52,7 +55,7 @@ def save_reconstruction(pictures: dict[str, Tensor], out: str | Path, n: int = 8
         lo, hi = orig.min(), orig.max()
         for i, r in enumerate(rows):
             x = ((pictures[r][j] - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
-            axes[i, j].imshow(_to_image(x), cmap="gray", vmin=0, vmax=1)
+            axes[i, j].imshow(_to_picture(x), cmap="gray", vmin=0, vmax=1)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if j == 0:
@@ -88,7 +91,7 @@ def thumbnail(sample, spec=None) -> np.ndarray:
     x = sample.x.float()
     if x.dim() < 3:  # a vector as one row, a matrix as it is
         return x.reshape(1, -1).cpu().numpy() if x.dim() == 1 else x.cpu().numpy()
-    return _to_image(x)
+    return _to_picture(x)
 
 
 def _scaled(a: np.ndarray) -> np.ndarray:

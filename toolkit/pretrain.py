@@ -16,7 +16,7 @@ from omnipatch.engine import fit, single_modality_step
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig
 from omnipatch.masking import MASKS, MaskSpec
-from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec, load_builtin
+from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
 from omnipatch.plan import Plan, fit_batch_size, scan
@@ -103,8 +103,10 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     import shutil
     import tempfile
 
-    from omnipatch.modalities.base import stream_reader
     from omnipatch.shards import ShardStream, extract_first, shard_list
+
+    if spec.stream_reader is None:
+        raise OmnipatchError(f"modality {spec.name!r} does not stream from tar shards (its spec has no stream_reader)")
 
     shards = shard_list(str(cfg.data.source))
     stream_keys = ("shuffle_buffer", "max_member_mb")  # the stream's own options, not the reader's
@@ -117,7 +119,7 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     if not first:
         raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
     probe = factory([p for p, _ in first])
-    stream = ShardStream(shards, stream_reader(probe), seed=cfg.train.seed,
+    stream = ShardStream(shards, spec.stream_reader(probe), seed=cfg.train.seed,
                          shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
                          on_bad_sample=cfg.data.on_bad_sample, max_member_mb=cap)
     return stream, {spec.name: probe}
@@ -168,7 +170,6 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
 
 def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report: bool, init, init_pos: str,
               init_strict: bool) -> dict:
-    load_builtin()
     if resume:
         saved = ckpt.load_config(out)
         run = Config.from_dict(saved["run"])
@@ -206,7 +207,9 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
 
         model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
-        dataset = dataset.cache() if hasattr(dataset, "cache") else CachedDataset(dataset)
+        from omnipatch.paired import PairedDataset
+
+        dataset = dataset.cache() if isinstance(dataset, PairedDataset) else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None), "init": init_info}
     out.mkdir(parents=True, exist_ok=True)

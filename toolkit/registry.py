@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -18,11 +19,15 @@ class Registry(Generic[T]):
         kind: what is registered ("modality", "objective", ...), used in error messages.
         entry_point_group: optional ``importlib.metadata`` group scanned once, lazily, so
             third-party packages can register plugins (as xarray's backends do).
+        builtins: optional module name imported lazily before the entry points, the way an
+            entry point is: the package's own plugins (``"omnipatch.builtins"``), so the
+            registry's module never imports them and no import loop forms.
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtins: str | None = None):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.builtins = builtins
         self._items: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
         self._plugins_loaded = False
@@ -43,10 +48,18 @@ class Registry(Generic[T]):
         doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
         self._descriptions[name] = doc
 
+    def load_plugins(self) -> None:
+        """Import the built-in plugin module and the entry-point plugins (once)."""
+        self._load_plugins()
+
     def _load_plugins(self) -> None:
-        if self._plugins_loaded or not self.entry_point_group:
+        if self._plugins_loaded or not (self.entry_point_group or self.builtins):
             return
         self._plugins_loaded = True
+        if self.builtins:
+            importlib.import_module(self.builtins)  # registers the package's own plugins
+        if not self.entry_point_group:
+            return
         for ep in entry_points(group=self.entry_point_group):
             ep.load()  # importing the plugin module registers its entries
 
@@ -74,4 +87,5 @@ class Registry(Generic[T]):
         return iter(sorted(self._items))
 
     def __len__(self) -> int:
+        self._load_plugins()
         return len(self._items)

@@ -34,10 +34,8 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
     """``(model, config)``: a model for ``modality`` with adapters fitted to ``data`` (channels,
     statistics), weights from ``source``; ``config`` is a pretraining run's (0 steps)."""
     from omnipatch.config import Config
-    from omnipatch.modality import load_builtin
     from omnipatch.pretrain import build_model, open_run_data
 
-    load_builtin()
     if not modality:
         raise OmnipatchError(f"--init {source}: name the modality of the data (--modality)")
     if data is None:

@@ -238,10 +238,8 @@ def read_omnipatch(run_dir: Path) -> SourceWeights:
     """An omnipatch run: encoder + decoder keep their names; each grid adapter exports its
     patch embedding (and position table) in the neutral form."""
     from omnipatch import checkpoint as ckpt
-    from omnipatch.modality import load_builtin
     from omnipatch.model import OmniModel
 
-    load_builtin()
     cfg = ckpt.load_config(run_dir)
     if "model" not in cfg or "finetune" in cfg:
         raise OmnipatchError(f"{run_dir}: not a pretraining run (initialise from the pretraining run directory)")
