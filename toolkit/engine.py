@@ -179,7 +179,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                                   rank=strategy.rank, world=world))
     from omnipatch.precision import resolve as resolve_precision
 
-    precision = resolve_precision(cfg.precision, device, run_dir if main else None)  # -> RUN_DIR/precision.json
+    precision = resolve_precision(cfg.precision, device, run_dir, write=main, resume=resume)  # RUN_DIR/precision.json
     autocast, scaler = precision.autocast(), precision.scaler()
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}

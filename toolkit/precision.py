@@ -179,10 +179,14 @@ def machine_profile(refresh: bool = False, measure: bool = True) -> tuple[dict, 
     return figures, False
 
 
-def resolve(requested: str, device: torch.device | str, run_dir: str | Path | None = None) -> Precision:
+def resolve(requested: str, device: torch.device | str, run_dir: str | Path | None = None,
+            write: bool = True, resume: bool = False) -> Precision:
     """Choose the precision for ``device``; apply the attention crossover the probe measured;
-    write ``run_dir/precision.json`` when given. Under torch.distributed, rank 0 decides."""
+    write ``run_dir/precision.json`` when given (and ``write``: rank 0). Under
+    torch.distributed, rank 0's probe decides. ``resume``: an ``auto`` run keeps the precision
+    it started with (``run_dir/precision.json``), so it continues exactly on any machine."""
     check_name(requested)
+    before = Path(run_dir) / "precision.json" if run_dir is not None else None
     dev = torch.device(device).type
     probe: dict = {}
     if dev == "cpu":  # explicit precisions use cached figures only (no probe run for them)
@@ -192,7 +196,9 @@ def resolve(requested: str, device: torch.device | str, run_dir: str | Path | No
             from omnipatch.layers.attention import set_cpu_crossover
 
             set_cpu_crossover({DTYPES[k]: v["crossover"] for k, v in probe.get("attention", {}).items()})
-    if requested != "auto":
+    if requested == "auto" and resume and before is not None and before.is_file():
+        name, reason = json.loads(before.read_text())["name"], "resumed: the precision this run started with"
+    elif requested != "auto":
         name, reason = requested, "requested"
     elif dev == "cuda":
         name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -205,9 +211,9 @@ def resolve(requested: str, device: torch.device | str, run_dir: str | Path | No
     else:
         name, reason = "fp32", f"{dev}: no measured bf16 path"
     p = Precision(name, requested, dev, reason, probe)
-    if run_dir is not None:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        (Path(run_dir) / "precision.json").write_text(json.dumps(dict(p.to_dict(), machine=machine_key()), indent=1))
+    if before is not None and write:
+        before.parent.mkdir(parents=True, exist_ok=True)
+        before.write_text(json.dumps(dict(p.to_dict(), machine=machine_key()), indent=1))
     return p
 
 
