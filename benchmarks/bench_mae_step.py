@@ -29,6 +29,11 @@ CONFIGS = [
     dict(name="64px p8 w192 d6 b64", img=64, patch=8, dim=192, depth=6, heads=3, ddim=128, ddepth=2, dheads=4, batch=64),
     dict(name="ViT-S/16 224px b8", img=224, patch=16, dim=384, depth=12, heads=6, ddim=256, ddepth=4, dheads=8, batch=8),
 ]
+# the GPU run (benchmarks/gpu.sh): MAE ViT-B/16 at 224 px with He et al.'s 8 x 512 decoder
+VITB = dict(name="ViT-B/16 224px b128", img=224, patch=16, dim=768, depth=12, heads=12, ddim=512, ddepth=8, dheads=16,
+            batch=128)
+# dense bf16 peak TFLOP/s (vendor sheets) for MFU against the chip, not only against a matmul
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
 
 
 def ours_model(c) -> OmniModel:
@@ -92,6 +97,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--quick", action="store_true", help="first configuration only")
     ap.add_argument("--dtype", choices=["both", *DTYPES], default="both")
     ap.add_argument("--compile", action="store_true", help="also time our step with torch.compile'd blocks")
+    ap.add_argument("--vitb", action="store_true", help="MAE ViT-B/16 224 px only (the GPU run)")
     a = ap.parse_args(argv)
     from omnipatch.precision import resolve
 
@@ -99,7 +105,8 @@ def main(argv=None) -> list[dict]:
     auto = resolve("auto", dev)  # the probe (cached per machine) a run with train.precision=auto uses
     names = list(DTYPES) if a.dtype == "both" else [a.dtype]
     rows, picks = [], []
-    for c in CONFIGS[:1] if a.quick else CONFIGS:
+    peak = next((v for k, v in PEAK_TFLOPS.items() if dev == "cuda" and k in torch.cuda.get_device_name(0)), None)
+    for c in [VITB] if a.vitb else CONFIGS[:1] if a.quick else CONFIGS:
         torch.manual_seed(0)
         x = torch.randn(c["batch"], 3, c["img"], c["img"], device=dev)
         fns = {}
@@ -129,14 +136,16 @@ def main(argv=None) -> list[dict]:
                     rows.append({"config": c["name"], "ours": v, "peer": f"HF ViTMAEForPreTraining ({attn})",
                                  "ours_img_s": c["batch"] / t[key], "peer_img_s": c["batch"] / t[f"hf_{attn}/{dn}"],
                                  "ratio": t[f"hf_{attn}/{dn}"] / t[key],
-                                 "mfu_vs_matmul": model_flops(c) / t[key] / roof, "dtype": dn})
+                                 "mfu_vs_matmul": model_flops(c) / t[key] / roof, "dtype": dn,
+                                 "mfu_vs_peak": model_flops(c) / t[key] / (peak * 1e12) if peak else None})
         if len(names) == 2:
             best = min(names, key=lambda dn: t[f"ours/{dn}"])
             picks.append({"config": c["name"], "auto_picks": auto.name, "why": auto.reason,
                           "fp32_img_s": c["batch"] / t["ours/fp32"], "bf16_img_s": c["batch"] / t["ours/bf16"],
                           "auto_vs_best": t[f"ours/{best}"] / t[f"ours/{auto.name}"] if auto.name in names else None,
                           "auto_is_best": auto.name == best})
-    report("mae_step", rows, ["config", "ours", "peer", "ours_img_s", "peer_img_s", "ratio", "mfu_vs_matmul", "dtype"])
+    report("mae_step", rows, ["config", "ours", "peer", "ours_img_s", "peer_img_s", "ratio", "mfu_vs_matmul",
+                              *(["mfu_vs_peak"] if peak else []), "dtype"])
     if picks:
         report("mae_step_precision", picks, ["config", "auto_picks", "why", "fp32_img_s", "bf16_img_s",
                                              "auto_vs_best", "auto_is_best"])

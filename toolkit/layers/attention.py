@@ -12,7 +12,8 @@ from torch import Tensor, nn
 # faster from 64 on. ``omnipatch.precision`` replaces them with this machine's probe.
 _CPU_CROSSOVER: dict[torch.dtype, int] = {torch.bfloat16: 1024, torch.float16: 1024, torch.float32: 128}
 # ... and never explicit when its (B, H, N, N) scores would pass this many bytes per layer
-EXPLICIT_MAX_BYTES = 256 * 2**20
+# (kept for backward in every layer: 64 MiB x 12 blocks stays under 1 GiB)
+EXPLICIT_MAX_BYTES = 64 * 2**20
 
 
 def set_cpu_crossover(values: dict[torch.dtype, int]) -> None:
