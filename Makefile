@@ -48,6 +48,7 @@ examples-data: venv
 	  echo "warning: could not install $(EXAMPLE_APT)"; fi
 
 bench: venv
+	@$(BIN)/python -c "import fpsample" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
 
 clean:

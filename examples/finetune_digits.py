@@ -75,7 +75,7 @@ def pretrain_config(train_csv: Path, steps: int):
     cfg = demo_config(train_csv, steps)
     cfg.model.preset = "micro"
     cfg.model.decoder_dim, cfg.model.decoder_depth = 64, 1
-    cfg.train.batch_size, cfg.train.bf16 = 64, False
+    cfg.train.batch_size, cfg.train.precision = 64, "fp32"
     cfg.train.lr = 2e-3
     return cfg
 

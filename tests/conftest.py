@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _machine_profile_cache(tmp_path_factory):
+    """The precision probe caches into a session folder, not the user's ~/.cache (once per
+    session; subprocesses inherit the variable and share it)."""
+    old = os.environ.get("OMNIPATCH_CACHE_DIR")
+    os.environ["OMNIPATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("omnipatch_cache"))
+    yield
+    if old is None:
+        os.environ.pop("OMNIPATCH_CACHE_DIR", None)
+    else:
+        os.environ["OMNIPATCH_CACHE_DIR"] = old
 
 
 @pytest.fixture

@@ -115,8 +115,14 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
     res = dict(rep["probes"])
     res["raw pixels, native 8 x 8"] = native_pixels(data["train"], data["test"])
     first, last = summary["first"], summary["last"]
-    print(f"\npretraining: {steps} steps in {t_train:.0f} s; masked reconstruction loss "
-          f"{first.get('mae', float('nan')):.4f} -> {last.get('mae', float('nan')):.4f}")
+    import torch
+
+    from omnipatch.precision import cpu_model
+
+    where = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+             else f"{cpu_model()}, {torch.get_num_threads()} threads")
+    print(f"\npretraining: {steps} steps in {t_train:.0f} s on {where} ({summary.get('precision', '?')}); "
+          f"masked reconstruction loss {first.get('mae', float('nan')):.4f} -> {last.get('mae', float('nan')):.4f}")
     print(f"\nheld-out accuracy ({rep['n_test']} digits)   kNN (k=20)   linear probe")
     for name, r in res.items():
         print(f"  {name:<30} {r['knn']:>9.3f}   {r['linear']:>12.3f}")
@@ -132,7 +138,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
     print(f"reconstruction:  {summary['reconstruction']}")
     print(f"embedding map:   {rep['map']}")
     result = {k: dict(v) for k, v in res.items()}
-    result.update({"steps": steps, "seconds": round(time.time() - t0, 1), "train_seconds": round(t_train, 1),
+    result.update({"machine": where, "precision": summary.get("precision"), "steps": steps, "seconds": round(time.time() - t0, 1), "train_seconds": round(t_train, 1),
                    "mae_first": first.get("mae"), "mae_last": last.get("mae")})
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result

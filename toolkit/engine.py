@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + cosine, grad accumulation, bf16 autocast, clipping,
+"""The training loop: AdamW, warmup + cosine, grad accumulation, measured precision, clipping,
 non-finite checks, progress, JSONL metrics, atomic checkpoints, exact resume."""
 
 from __future__ import annotations
@@ -131,6 +131,10 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                                  f"= {cfg.batch_size * cfg.grad_accum * world}; give a smaller --batch-size, "
                                  f"or none to fit it to the data")
         total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
+    if cfg.compile:  # before wrapping: each block compiled in place (state-dict keys unchanged)
+        from omnipatch.compiled import compile_blocks
+
+        compile_blocks(model)
     step_module = StepModule(model, compute)
     train_module = strategy.wrap(step_module)
     # fused AdamW: one kernel over all tensors, 3.7x faster than the per-tensor loop on a 2-core
@@ -173,7 +177,10 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     else:
         loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
                                   rank=strategy.rank, world=world))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    from omnipatch.precision import resolve as resolve_precision
+
+    precision = resolve_precision(cfg.precision, device, run_dir, write=main, resume=resume)  # RUN_DIR/precision.json
+    autocast, scaler = precision.autocast(), precision.scaler()
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
     acc: dict[str, float] = {}
     health: dict[str, float] = {}
@@ -207,8 +214,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                 if not torch.isfinite(loss):
                     vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                     raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
-                                         f"check the data for NaN/inf, or set train.bf16=false")
-                (loss / cfg.grad_accum).backward()
+                                         f"check the data for NaN/inf, or set train.precision=fp32")
+                scaler.scale(loss / cfg.grad_accum).backward()
             for k, v in terms.items():
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
@@ -216,10 +223,12 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
                 with autocast:
                     health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
+        scaler.unscale_(opt)  # no-op unless fp16
         if cfg.grad_clip > 0:
             gn = nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
             acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn) * cfg.grad_accum
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         sched.step()
         done = step + 1
@@ -267,7 +276,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     if main:
         plot_curve(records, run_dir / "loss_curve.png")
     return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
-            "train_config": asdict(cfg), "rank": strategy.rank, "world": world}
+            "train_config": asdict(cfg), "precision": precision.name, "rank": strategy.rank, "world": world}
 
 
 class Budget:

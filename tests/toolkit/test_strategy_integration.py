@@ -23,7 +23,7 @@ def _cfg(src, steps, accum=1, strategy="auto"):
     c.objectives = {"mae": {"weight": 1.0}}
     c.train.steps, c.train.batch_size, c.train.grad_accum = steps, 4, accum
     c.train.log_every, c.train.checkpoint_every, c.train.warmup_steps = 1, 2, 1
-    c.train.bf16 = False  # exact float32 comparison
+    c.train.precision = "fp32"  # exact float32 comparison
     c.train.strategy = strategy
     return c
 
