@@ -232,6 +232,15 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         opt.zero_grad(set_to_none=True)
         sched.step()
         done = step + 1
+        if budget is not None and budget.due(done):
+            total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
+            sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
+            progress.total = total
+            if isinstance(config.get("run"), dict):  # a resume continues these steps
+                config["run"]["train"].update(steps=total, budget=0.0)
+            if main:
+                print(f"\nbudget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
+                      f"{total} steps", file=sys.stderr, flush=True)
         if done % cfg.log_every == 0 or done == total:
             dt = time.time() - t_log
             terms_mean = strategy.mean({k: v / max(n_acc, 1) for k, v in acc.items()})
@@ -256,15 +265,6 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                         terms_txt += f" | {describe(health)}"
                     progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
             acc, health, n_acc, seen, t_log = {}, {}, 0, 0, time.time()
-        if budget is not None and budget.due(done):
-            total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
-            sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
-            progress.total = total
-            if isinstance(config.get("run"), dict):  # a resume continues these steps
-                config["run"]["train"].update(steps=total, budget=0.0)
-            if main:
-                print(f"\nbudget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
-                      f"{total} steps", file=sys.stderr, flush=True)
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
         step = done
