@@ -111,7 +111,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
-    pre = load(run_dir, device="cpu")
+    pre = load(run_dir)
     if len(pre.modalities) > 1:
         raise OmnipatchError("report compares single-modality runs; for a paired run use `omnipatch retrieve eval`")
     spec = MODALITIES.get(pre.modality)
@@ -143,7 +143,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
     else:
         tr, te, how = _split(ids, y, groups, seed, holdout)
     seed_run = int(pre.config["run"]["train"].get("seed", 0))
-    rnd = load(run_dir, device="cpu", random_init=True, seed=seed_run)
+    rnd = load(run_dir, random_init=True, seed=seed_run)
     listed = _Listed(samples)
     feats = {"pretrained": pre.embed(listed, modality=pre.modality)[1].numpy(),
              "random init": rnd.embed(listed, modality=pre.modality)[1].numpy(),
