@@ -9,8 +9,9 @@ points uniformly on the patch's surface (with normals) and scales it into the un
 Label: which surface the patch comes from (5 classes). Left-hemisphere patches train (60
 seeds x 5 surfaces), right-hemisphere patches are held out (another 60 seeds x 5).
 
-Probe: kNN and logistic regression (``omnipatch eval``) on frozen embeddings of the
-held-out patches, pretrained encoder vs the same architecture at random init.
+Probe: kNN and logistic regression (``omnipatch report``) on frozen embeddings of the
+held-out patches: pretrained encoder vs the same architecture at random init vs the D2 shape
+histogram (the point-cloud modality's rotation-invariant raw features).
 
 Run (about 5 minutes on 2 busy CPU cores; needs ``make examples-data`` for nilearn)::
 
@@ -21,9 +22,7 @@ which runs, in short::
     omnipatch pretrain --modality pointcloud --data train.csv --out run \\
         --objective mae+contrastive:0.5 --preset micro --steps 150 --batch-size 32 \\
         --set data.options.mesh_points=512 --set data.options.num_groups=32 ...
-    omnipatch embed --checkpoint run --data train.csv --out emb_train.parquet   (and test)
-    omnipatch eval knn --embeddings emb_train.parquet --test-embeddings emb_test.parquet \\
-        --labels labels.csv
+    omnipatch report run --data train.csv --test-data test.csv --labels labels.csv --out report
 
 and prints (measured on a 2-core AMD EPYC shared with other jobs, load ~2,
 ``OMP_NUM_THREADS=1``; 39 s on a quiet machine)::

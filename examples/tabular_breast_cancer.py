@@ -7,9 +7,9 @@ removed at random (seeded) and the table is split 75 / 25, stratified, into ``tr
 field). Pretraining sees only ``train.csv`` and never its labels; missing cells are padding
 tokens, never imputed.
 
-Probe: logistic regression (``omnipatch eval linear``: standardised features, C by 3-fold
-CV on the training split) and kNN on frozen embeddings of the held-out rows, for the
-pretrained encoder and the same architecture at random init. Reference: the same logistic
+Probe: logistic regression (``omnipatch report``: standardised features, C by 3-fold CV on
+the training split) and kNN on frozen embeddings of the held-out rows, for the pretrained
+encoder, the same architecture at random init and the table's mean-imputed columns. Reference: the same logistic
 regression on the raw features with each missing cell replaced by its training-column mean.
 
 Run (about 2 minutes on 2 CPU cores; the CLI commands it runs are printed)::
@@ -21,9 +21,7 @@ which runs, in short::
     omnipatch pretrain --modality tabular --data train.csv --out run \\
         --set data.options.id_column=id --set data.options.label_column=label \\
         --objective mae+dhel --set data.augment_strength=0.5 --preset micro --steps 300 ...
-    omnipatch embed --checkpoint run --data train.csv --out emb_train.parquet   (and test)
-    omnipatch eval linear --embeddings emb_train.parquet --test-embeddings emb_test.parquet \\
-        --labels labels.csv
+    omnipatch report run --data train.csv --test-data test.csv --labels labels.csv --out report
 
 and prints (measured on a 2-core AMD EPYC shared with other jobs, load ~2, ``OMP_NUM_THREADS=1``)::
 

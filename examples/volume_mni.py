@@ -18,10 +18,10 @@ pretraining or by the probe's training set. The template is left-right symmetric
 test anatomy is the mirror image of the training anatomy at other positions; nothing in
 the pipeline flips volumes for the probe (the pretraining views flip left-right at random).
 
-It runs the CLI end to end (``omnipatch pretrain / embed / eval``, in-process), then:
+It runs the CLI end to end (``omnipatch pretrain / report``, in-process), then:
 
 - the masked reconstruction loss (block masking of 2x2x2 patch cubes) going down;
-- kNN and linear probe accuracy, pretrained vs the same architecture at random init;
+- kNN and linear probe accuracy, pretrained vs the same architecture at random init vs raw features;
 - a whole-hemisphere embedding with MONAI's sliding-window inferer (feature map);
 - ``slices.png``: three orthogonal slices, original / masked / reconstructed.
 
