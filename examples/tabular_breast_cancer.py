@@ -35,7 +35,8 @@ and prints (measured on a 2-core AMD EPYC shared with other jobs, load ~2, ``OMP
 (the last row is ``omnipatch report``'s baseline: the same logistic-regression probe on the
 table's columns, missing cells imputed with the training mean). Pretraining beats both, but
 random init by only 0.021: on this small, easy table a random tokeniser already separates
-the classes well.
+the classes well. Neither 600 steps (0.958 / 0.930) nor augmentation strength 1.0 (0.951 /
+0.944) moved the linear probe.
 
 Over missing-cell patterns and splits ``--seed 0 / 1 / 2``, the linear probe on pretrained
 embeddings scored 0.958 / 0.944 / 0.951 against mean-imputed logistic regression's 0.937 /
