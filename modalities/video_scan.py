@@ -57,7 +57,7 @@ def _usable(entry, info) -> int:
 
 
 def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
-    """Facts (videos, frames, fps, resolution, colour) and fits (frames, stride, size, channels).
+    """Facts (videos, frames, fps, resolution, pixels grey or colour) and fits (frames, stride, size, channels).
 
     Args:
         source: what :func:`~omnipatch.modalities.video.resolve_videos` takes.
@@ -91,7 +91,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     w, h = min(i.width for _, i in infos), min(i.height for _, i in infos)
     facts["smallest frame"] = f"{w}x{h}"
     grey = all(i.grey for _, i in infos)
-    facts["colour"] = "grey" if grey else "colour"
+    facts["pixels"] = "grey" if grey else "colour"
 
     fits: dict = {}
     patch = _patch(options)

@@ -51,7 +51,7 @@ def test_scan_fits_stride_then_frames_to_the_shortest_clip(tmp_path):
         write_video(tmp_path / f"v{n}.mp4", n=n, w=64, h=48)
     plan = scan(SPEC, tmp_path, {})
     assert plan.facts["frames"] == [8, 12, 30] and plan.facts["videos"] == 3
-    assert plan.facts["smallest frame"] == "64x48" and plan.facts["colour"] == "colour"
+    assert plan.facts["smallest frame"] == "64x48" and plan.facts["pixels"] == "colour"
     assert plan.fits["stride"]["value"] == 1 and plan.fits["frames"]["value"] == 8
     assert "shortest clip has 8 frames" in plan.fits["frames"]["reason"]
     assert set(plan.fits) == {"frames", "stride"}  # 48 px >= size 32, colour: nothing else
@@ -70,7 +70,7 @@ def test_scan_fits_size_and_grey_channels(tmp_path):
     write_grey(tmp_path / "b.mkv", w=40, h=36)
     plan = scan(SPEC, tmp_path, {})
     assert plan.fits["size"]["value"] == 16 and "24x20" in plan.fits["size"]["reason"]
-    assert plan.fits["channels"]["value"] == 1 and plan.facts["colour"] == "grey"
+    assert plan.fits["channels"]["value"] == 1 and plan.facts["pixels"] == "grey"
     assert "size" not in scan(SPEC, tmp_path, {"size": 32}).fits
 
 
