@@ -21,6 +21,8 @@ from omnipatch.errors import OmnipatchError
 from omnipatch.modality import ADAPTERS
 from omnipatch.tokens import PatchTokens
 
+NORMS = ("global", "utterance")
+
 
 @ADAPTERS.register("audio", "log-mel time x frequency patches (AudioMAE), ragged clips padded")
 class AudioAdapter(GridAdapter):
@@ -30,17 +32,30 @@ class AudioAdapter(GridAdapter):
         dim: token width (the encoder's).
         mean, std: per-channel dB statistics of the data set (length C).
         modality: modality name.
+        norm: ``"global"`` standardises with the data set's statistics; ``"utterance"``
+            standardises each clip's mel bands by their own mean and std over its real frames
+            (cepstral mean and variance normalisation in the mel domain), which removes a
+            recording's channel colour and loudness and part of a speaker's timbre.
     """
 
     registry_name = "audio"
 
     def __init__(self, in_chans: int = 1, patch_size: int | list[int] = (4, 16), dim: int = 192,
                  mean: list[float] | None = None, std: list[float] | None = None, modality: str = "audio",
-                 pos_grid: list[int] | None = None):
+                 pos_grid: list[int] | None = None, norm: str = "global"):
         ps = [patch_size, patch_size] if isinstance(patch_size, int) else list(patch_size)
         if len(ps) != 2:
             raise OmnipatchError(f"audio patch_size is [time, frequency], got {patch_size}")
+        if norm not in NORMS:
+            raise OmnipatchError(f"audio option norm must be one of {NORMS}, got {norm!r}")
         super().__init__(modality, in_chans, ps, dim, mean, std, pos_grid)
+        self.norm = norm
+
+    def config(self) -> dict:
+        cfg = super().config()
+        if self.norm != "global":  # older checkpoints have no key: global
+            cfg["norm"] = self.norm
+        return cfg
 
     def _check_layout(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[2] != self.in_chans:
@@ -50,10 +65,18 @@ class AudioAdapter(GridAdapter):
             raise OmnipatchError(f"{self.modality}: {x.shape[3]} mel bands are not a multiple of the "
                                  f"frequency patch {self.patch_size[1]}")
 
-    def normalize(self, x: Tensor) -> Tensor:
-        """``(B, T, C, F)`` dB -> standardised with the per-channel statistics."""
-        shape = (1, 1, self.in_chans, 1)
-        return (x.float() - self.mean.view(shape)) / self.std.view(shape)
+    def normalize(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``(B, T, C, F)`` dB -> standardised with the per-channel statistics, or (``norm=
+        "utterance"``) per clip and band over the frames ``mask (B, T)`` does not mark."""
+        if self.norm == "global":
+            shape = (1, 1, self.in_chans, 1)
+            return (x.float() - self.mean.view(shape)) / self.std.view(shape)
+        x = x.float()
+        w = (torch.ones(x.shape[:2], device=x.device) if mask is None else (~mask).float())[:, :, None, None]
+        n = w.sum(1, keepdim=True).clamp_min(1.0)
+        mean = (x * w).sum(1, keepdim=True) / n
+        var = (((x - mean) * w) ** 2).sum(1, keepdim=True) / n
+        return (x - mean) / var.sqrt().clamp_min(1e-3)
 
     def patchify(self, x: Tensor) -> Tensor:
         """``(B, T, C, F)`` -> ``(B, L, pt*pf*C)``, L = (T/pt) * (F/pf), time-major."""
@@ -75,7 +98,7 @@ class AudioAdapter(GridAdapter):
             x = F.pad(x, (0, 0, 0, 0, 0, pad))
             old = mask if mask is not None else torch.zeros(B, T, dtype=torch.bool, device=x.device)
             mask = torch.cat([old, torch.ones(B, pad, dtype=torch.bool, device=x.device)], 1)
-        x = self.normalize(x)
+        x = self.normalize(x, mask)
         if mask is not None:
             x = x.masked_fill(mask[:, :, None, None], 0.0)
         patches = self.patchify(x)

@@ -35,7 +35,9 @@ Measured on a 2-core AMD EPYC shared with other jobs (load ~2, ``OMP_NUM_THREADS
 
 On the unseen voice the pretrained encoder is far above random init but below the raw
 log-mel statistics on the linear probe: what it learns from four voices does not yet
-transfer to a fifth. At augmentation strength 1.0 it was worse (0.353 / 0.300). The random
+transfer to a fifth. At augmentation strength 1.0 it was worse (0.353 / 0.300);
+per-clip band normalisation (``--set data.options.norm=utterance``, the audio adapter's CMVN)
+gave 0.260 / 0.393 against 0.207 / 0.307 at random init: no closer to the raw statistics. The random
 split (``--holdout-voice none``, the same voices on both sides) gave 0.750 / 1.000 against
 0.404 / 0.910 at random init in an earlier session.
 """

@@ -398,7 +398,8 @@ def _adapter_kwargs(dataset: AudioDataset, options: dict) -> dict:
         raise OmnipatchError(f"audio n_mels={dataset.n_mels} is not a multiple of the frequency patch "
                              f"{patch[1]} (patch_size={patch})")
     mean, std = spectrogram_stats(dataset)
-    return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std}
+    return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std,
+            "norm": str(options.get("norm") or "global")}
 
 
 def _open(source, sample_rate: int = 16000, seconds: float | None = 1.0, n_mels: int = 64,
@@ -441,7 +442,7 @@ SPEC = ModalitySpec(
     default_mask="random",
     options={"sample_rate": 16000, "seconds": 1.0, "n_mels": 64, "hop_ms": 10.0, "win_ms": 25.0,
              "channels": 1, "min_seconds": 0.1, "max_seconds": 30.0, "crop": "center",
-             "patch_size": [4, 16]},
+             "patch_size": [4, 16], "norm": "global"},
     thumbnail=thumbnail,
     scan=_scan,
     # examples/audio_digits.py, README "Results": MAE + MV-DHEL at half strength
@@ -450,7 +451,7 @@ SPEC = ModalitySpec(
     raw_name="log-mel mean+std",
     # what a mel band means (its frequencies: the rate and the band count), the channel count
     # and the patch embedding; hop / window / seconds / crop change the time axis only
-    model_options=("sample_rate", "n_mels", "channels", "patch_size"),
+    model_options=("sample_rate", "n_mels", "channels", "patch_size", "norm"),
     example=examples.audio,
     example_options={"sample_rate": 8000, "seconds": 0.25, "n_mels": 16, "patch_size": [5, 4]},
     stream_reader=stream_reader,

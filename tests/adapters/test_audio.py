@@ -82,3 +82,20 @@ def test_wrong_layout_is_a_clear_error():
         a.tokenize(Batch(x=torch.zeros(2, 8, 1, 12)))
     with pytest.raises(OmnipatchError, match=r"\[time, frequency\]"):
         AudioAdapter(patch_size=[2, 2, 2], dim=DIM)
+
+
+def test_utterance_norm_standardises_each_clip_over_its_real_frames():
+    ad = AudioAdapter(in_chans=1, patch_size=[4, 8], dim=16, mean=[-40.0], std=[10.0], norm="utterance")
+    x = torch.randn(2, 12, 1, 16) * 5 + torch.linspace(-60, -10, 16)  # per-band offsets (channel colour)
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[1, 8:] = True  # clip 1: 4 padded frames
+    x[1, 8:] = 1e3  # padding must not count
+    z = ad.normalize(x, mask)
+    torch.testing.assert_close(z[0].mean(0), torch.zeros(1, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z[1, :8].mean(0), torch.zeros(1, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z[1, :8].std(0, unbiased=False), torch.ones(1, 16), atol=1e-4, rtol=0)
+    same = ad.normalize(x + 7.0, mask)  # a louder recording of the same clip: the same input
+    torch.testing.assert_close(same[:, :8], z[:, :8], atol=1e-4, rtol=0)
+    assert ad.config()["norm"] == "utterance" and "norm" not in AudioAdapter(dim=16).config()
+    with pytest.raises(OmnipatchError, match="norm must be one of"):
+        AudioAdapter(dim=16, norm="loud")
