@@ -288,15 +288,27 @@ def check_range(key: str, value, kind: str, lo=None, hi=None, lo_open: bool = Fa
     return value
 
 
+def validate_train(train: TrainConfig) -> TrainConfig:
+    """The ``train.*`` part of :func:`validate` (also checked by the engine, which a library
+    user may call without a whole :class:`Config`)."""
+    for key, (kind, lo, hi, lo_open, hi_open) in RANGES.items():
+        section, name = key.split(".")
+        if section == "train":
+            check_range(key, getattr(train, name), kind, lo, hi, lo_open, hi_open)
+    if train.batch_size == 1:
+        raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+    return train
+
+
 def validate(cfg: Config) -> Config:
     """Check every numeric option of ``cfg`` against its allowed range; one line naming the key.
 
     Called once per run, before any data is read (``omnipatch.pretrain``)."""
     for key, (kind, lo, hi, lo_open, hi_open) in RANGES.items():
         section, name = key.split(".")
-        check_range(key, getattr(getattr(cfg, section), name), kind, lo, hi, lo_open, hi_open)
-    if cfg.train.batch_size == 1:
-        raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+        if section != "train":
+            check_range(key, getattr(getattr(cfg, section), name), kind, lo, hi, lo_open, hi_open)
+    validate_train(cfg.train)
     if cfg.data.on_bad_sample not in ("raise", "skip"):
         raise OmnipatchError(f"data.on_bad_sample must be 'raise' or 'skip', got {cfg.data.on_bad_sample!r}")
     if cfg.train.strategy not in ("auto", "single", "ddp", "fsdp"):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.batch import Batch
-from omnipatch.config import TrainConfig
+from omnipatch.config import TrainConfig, validate_train
 from omnipatch.data import CollateSkipping, step_loader
 from omnipatch.errors import OmnipatchError
 from omnipatch.strategy import make_strategy
@@ -109,17 +109,12 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     streaming = isinstance(dataset, IterableDataset)
-    for key in ("batch_size", "steps", "epochs", "grad_accum", "log_every", "checkpoint_every"):
-        low = 1 if key in ("grad_accum", "log_every", "checkpoint_every") else 0
-        if getattr(cfg, key) < low:
-            raise OmnipatchError(f"train.{key} must be >= {low}, got {getattr(cfg, key)}")
-    if cfg.batch_size == 1:
-        raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+    validate_train(cfg)
     if cfg.batch_size == 0:  # fit to the data (omnipatch.plan): 128 or the data set once per step
-        from omnipatch.plan import DEFAULT_BATCH
+        from omnipatch.plan import fit_batch_size
 
-        per = DEFAULT_BATCH if streaming else len(dataset) // (cfg.grad_accum * world)
-        cfg = replace(cfg, batch_size=max(1, min(DEFAULT_BATCH, per)))
+        cfg = replace(cfg, batch_size=fit_batch_size(None, 0, None if streaming else len(dataset), world,
+                                                     cfg.grad_accum))
     if streaming:
         if cfg.epochs > 0:
             raise OmnipatchError("a streamed (sharded) data set has no length: give train.steps, not epochs")

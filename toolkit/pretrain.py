@@ -174,8 +174,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         saved = ckpt.load_config(out)
         run = Config.from_dict(saved["run"])
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
-        cfg = run
-    validate(cfg)
+        cfg = validate(run)  # a fresh run's config was validated by pretrain()
     names = modality_names(cfg)
     if not names:
         raise OmnipatchError("no modality given (--modality)")
