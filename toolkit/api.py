@@ -49,7 +49,6 @@ class Pretrained:
         if len(self.modalities) > 1:
             opts = opts.get(m, {})
         spec = MODALITIES.get(m)
-        opts = {k: v for k, v in opts.items() if k not in spec.train_options}  # pretraining-only options
         return open_data(spec, source, merge_checked(spec, opts, options or {}), on_bad_sample)
 
     @torch.no_grad()

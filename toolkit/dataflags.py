@@ -10,8 +10,7 @@ patch size ...) must then equal the run's, any other one (a time range, a crop) 
 
 from __future__ import annotations
 
-import json
-
+from omnipatch.config import _parse_scalar as _value  # JSON when it parses, else the text
 from omnipatch.errors import OmnipatchError
 
 #: flag -> (option key, parser)
@@ -32,13 +31,6 @@ def add_data_flags(parser, with_set: bool = True) -> None:
     if with_set:
         parser.add_argument("--set", action="append", metavar="data.options.KEY=VALUE",
                             help="a data option, as pretrain's --set (only data.options.* keys here)")
-
-
-def _value(v: str):
-    try:
-        return json.loads(v)
-    except ValueError:
-        return v
 
 
 def data_options(a, sets_only_data: bool = True) -> dict:
@@ -68,8 +60,10 @@ def data_options(a, sets_only_data: bool = True) -> dict:
 
 
 def merge_checked(spec, saved: dict, given: dict, allow: tuple[str, ...] = ()) -> dict:
-    """The run's saved data options updated by ``given``; an option the model was built from
-    (``spec.model_options``, less ``allow``) must not change."""
+    """The run's saved data options, less the pretraining-only ones (``spec.train_options``),
+    updated by ``given``; an option the model was built from (``spec.model_options``, less
+    ``allow``) must not change."""
+    saved = {k: v for k, v in saved.items() if k not in spec.train_options}
     for k, v in given.items():
         was = saved.get(k, spec.options.get(k))  # an option never given was the modality's default
         if k in spec.model_options and k not in allow and was is not None and not _same(was, v):

@@ -465,8 +465,7 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
     saved = run_opts.get(m, {}) if len(names) > 1 else run_opts
     from omnipatch.dataflags import merge_checked  # channels may change: the patch embedding is inflated
 
-    opts = merge_checked(spec, {k: v for k, v in saved.items() if k not in spec.train_options}, options or {},
-                         allow=("channels",))
+    opts = merge_checked(spec, saved, options or {}, allow=("channels",))
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, list, tuple)):
         return data, spec, opts
     return open_data(spec, data, opts, on_bad_sample), spec, opts
@@ -536,19 +535,6 @@ def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
 
 
 # -- command line -----------------------------------------------------------------------------------
-def _parse_options(items: list[str] | None) -> dict:
-    out = {}
-    for kv in items or []:
-        k, eq, v = kv.partition("=")
-        if not eq or not k.strip():
-            raise OmnipatchError(f"--option expects key=value, got {kv!r}")
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
-
-
 def _command(a) -> None:
     cfg = FinetuneConfig(task=a.task, mode=a.mode, multi_label=a.multi_label, seed=a.seed, device=a.device,
                          match_ids=a.match_ids)
@@ -558,15 +544,16 @@ def _command(a) -> None:
             setattr(cfg, name, getattr(a, name))
     if (a.checkpoint is None) == (a.init is None):
         raise OmnipatchError("give one of --checkpoint RUN_DIR or --init SOURCE")
+    from omnipatch.dataflags import data_options
+
+    options = data_options(a)  # --option KEY=VALUE and pretrain's data flags
     run_dir = a.checkpoint
     if a.init:  # a pretrained checkpoint fitted to the data, saved as a run in FT_DIR/init
         from omnipatch.init.run import write_initialised
 
-        run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=_parse_options(a.option),
+        run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=options,
                                     pos=a.init_pos, strict=a.init_strict, seed=a.seed, quiet=a.quiet or a.json)
-    from omnipatch.dataflags import data_options
-
-    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options={**_parse_options(a.option), **data_options(a)},
+    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options=options,
                    on_bad_sample=a.on_bad_sample, random_init=a.random_init,
                    test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
                    quiet=a.quiet or a.json)
