@@ -11,10 +11,9 @@ import statistics
 import warnings
 from functools import lru_cache
 
-from omnipatch.plan import evenly
+from omnipatch.plan import read_evenly
 
 #: files whose header the scan reads
-SCAN_FILES = 64
 #: the fitted window: the median duration, rounded to this step and clamped to this range
 SECONDS_STEP, SECONDS_RANGE = 0.25, (0.5, 10.0)
 
@@ -61,31 +60,24 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     from omnipatch.modalities.audio import EXTENSIONS, _patch, _seconds
     from omnipatch.modalities.sources import resolve
 
-    entries = resolve(source, EXTENSIONS)
-    picked = [entries[i] for i in evenly(len(entries), SCAN_FILES)]
-    durations, rates, channels, formats, bad = [], set(), set(), set(), []
-    for e in picked:
+    def header(e):
         try:
             info = sf.info(e.path)
-            start, end = _seconds(e, "start"), _seconds(e, "end")
-        except BadSampleError as err:
-            bad.append(f"{err.source}: {err.reason}")
-            continue
-        except Exception as err:  # libsndfile: unreadable header
-            bad.append(f"{e.path}: {type(err).__name__}: {str(err).split(': ', 1)[-1].strip()}")
-            continue
+        except Exception as err:  # libsndfile: unreadable header (its message repeats the path)
+            raise BadSampleError(e.path, f"{type(err).__name__}: {str(err).split(': ', 1)[-1].strip()}") from None
         if not info.frames or not info.samplerate:
-            bad.append(f"{e.path}: empty: 0 audio samples")
-            continue
+            raise BadSampleError(e.path, "empty: 0 audio samples")
+        return info, _seconds(e, "start"), _seconds(e, "end")
+
+    entries = resolve(source, EXTENSIONS)
+    facts: dict = {"files": len(entries)}
+    durations, rates, channels, formats = [], set(), set(), set()
+    for _, (info, start, end) in read_evenly(entries, header, facts):
         total = info.frames / info.samplerate
         durations.append(max(0.0, min(total, end if end is not None else total) - (start or 0.0)))
         rates.add(int(info.samplerate))
         channels.add(int(info.channels))
         formats.add(str(info.format))
-    facts: dict = {"files": len(entries), "scanned": len(picked)}
-    if bad:
-        facts["unreadable"] = len(bad)
-        facts["first unreadable"] = bad[0]
     if not durations:
         return facts, {}
     med = statistics.median(durations)

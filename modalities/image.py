@@ -165,29 +165,27 @@ def _adapter_kwargs(dataset: ImageDataset, options: dict) -> dict:
 MAX_SIDE_TOKENS = 8
 
 
-def _size_of(path: str) -> tuple[int, int, int] | None:
-    """``(H, W, C)`` from the header (PIL) or the array (TIFF / .npy); None when unreadable."""
-    try:
-        if path.lower().endswith((".npy", ".tif", ".tiff")):
-            a = read_array(path)
-            return int(a.shape[0]), int(a.shape[1]), int(a.shape[2])
-        from PIL import Image
+def _size_of(entry: Entry) -> tuple[int, int, int]:
+    """``(H, W, C)`` from the header (PIL) or the array (TIFF / .npy)."""
+    path = entry.path
+    if path.lower().endswith((".npy", ".tif", ".tiff")):
+        a = read_array(path)
+        return int(a.shape[0]), int(a.shape[1]), int(a.shape[2])
+    from PIL import Image
 
-        with Image.open(path) as im:
-            return im.height, im.width, len(im.getbands())
-    except Exception:
-        return None
+    with Image.open(path) as im:
+        return im.height, im.width, len(im.getbands())
 
 
 def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     """Resolution and channels of up to 64 evenly spaced files. Fits ``image_size`` to the
     data: the median short side, at least 16 px (4 x 4 patches) and at most 64 px, with the
     patch chosen so that a side has at most 8 patches (64 tokens: the CPU budget)."""
-    from omnipatch.plan import evenly
+    from omnipatch.plan import read_evenly
 
     entries = resolve(source, EXTENSIONS)
-    sizes = [s for s in (_size_of(entries[i].path) for i in evenly(len(entries), 64)) if s]
     facts: dict = {"files": len(entries)}
+    sizes = [s for _, s in read_evenly(entries, _size_of, facts)]
     if not sizes:
         return facts, {}
     short = sorted(min(h, w) for h, w, _ in sizes)

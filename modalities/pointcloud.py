@@ -378,22 +378,19 @@ def _adapter_kwargs(dataset: PointCloudDataset, options: dict) -> dict:
             "mean": mean, "std": std}
 
 
-def _count_points(path: str, mesh_points: int) -> int | None:
+def _count_points(path: str, mesh_points: int) -> int:
     """Points a file gives: a PLY header's vertex count, ``mesh_points`` for a mesh, else read."""
     suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix in MESH_EXTENSIONS or (suffix == ".ply" and _ply_has_faces(path)):
-            return mesh_points
-        if suffix == ".ply":
-            with open(path, "rb") as f:
-                header = f.read(65536).split(b"end_header", 1)[0].decode("ascii", "replace")
-            for line in header.splitlines():
-                parts = line.split()
-                if len(parts) == 3 and parts[:2] == ["element", "vertex"] and parts[2].isdigit():
-                    return int(parts[2])
-        return len(read_points(path, mesh_points).points)
-    except Exception:
-        return None
+    if suffix in MESH_EXTENSIONS or (suffix == ".ply" and _ply_has_faces(path)):
+        return mesh_points
+    if suffix == ".ply":
+        with open(path, "rb") as f:
+            header = f.read(65536).split(b"end_header", 1)[0].decode("ascii", "replace")
+        for line in header.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[:2] == ["element", "vertex"] and parts[2].isdigit():
+                return int(parts[2])
+    return len(read_points(path, mesh_points).points)
 
 
 def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
@@ -401,13 +398,12 @@ def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     cloud ``n`` (after ``max_points``): ``num_groups = clamp(n // 16, 4, 64)`` FPS centres and
     ``group_size = clamp(2 n / num_groups, 4, 32)`` neighbours, so groups overlap about 2x
     as in Point-MAE (1,024 points: 64 groups of 32)."""
-    from omnipatch.plan import evenly
+    from omnipatch.plan import read_evenly
 
     entries = resolve(source, EXTENSIONS)
     mesh_points, cap = int(options.get("mesh_points") or 2048), int(options.get("max_points") or 2048)
-    counts = [c for c in (_count_points(entries[i].path, mesh_points) for i in evenly(len(entries), 64))
-              if c is not None]
     facts: dict = {"files": len(entries)}
+    counts = [c for _, c in read_evenly(entries, lambda e: _count_points(e.path, mesh_points), facts)]
     if not counts:
         return facts, {}
     counts.sort()

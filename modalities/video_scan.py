@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 import statistics
 
-from omnipatch.errors import BadSampleError
-from omnipatch.plan import evenly
+from omnipatch.plan import read_evenly
 
 #: frames never fall below this (rounded up to a multiple of 2 x the tubelet length)
 MIN_FRAMES = 8
 #: videos whose metadata the scan reads
-SCAN_FILES = 64
 
 
 def min_frames(tubelet: int) -> int:
@@ -68,19 +66,13 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     """
     from omnipatch.modalities.video import _patch, open_video, resolve_videos
 
+    def info(e):
+        with open_video(e.path) as v:
+            return v.info
+
     entries = resolve_videos(source)
-    picked = [entries[i] for i in evenly(len(entries), SCAN_FILES)]
-    infos, bad = [], []
-    for e in picked:
-        try:
-            with open_video(e.path) as v:
-                infos.append((e, v.info))
-        except BadSampleError as err:
-            bad.append(f"{err.source}: {err.reason}")
-    facts: dict = {"videos": len(entries), "scanned": len(picked)}
-    if bad:
-        facts["unreadable"] = len(bad)
-        facts["first unreadable"] = bad[0]
+    facts: dict = {"videos": len(entries)}
+    infos = read_evenly(entries, info, facts)
     if not infos:
         return facts, {}
     lengths = [_usable(e, i) for e, i in infos]

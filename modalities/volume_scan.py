@@ -12,10 +12,9 @@ import statistics
 
 import numpy as np
 
-from omnipatch.plan import evenly
+from omnipatch.plan import evenly, read_evenly
 
 #: files whose header the scan reads
-SCAN_FILES = 64
 #: files (small ones only) whose voxels give the intensity range
 RANGE_FILES, RANGE_VOXELS = 4, 1 << 22
 
@@ -65,31 +64,22 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     Returns:
         ``(facts, {option: (value, reason)})``.
     """
-    from omnipatch.errors import BadSampleError
     from omnipatch.modalities.volume import _load_header, volume_entries
 
+    def header(e):  # an unknown series value fails here too: the reader names it later
+        img = _load_header(e.path)
+        ext, mm = ras_extent(img, options.get("spacing"))
+        return img, ext, mm, _channels(img, options.get("series", "auto"))
+
     entries = volume_entries(source)
-    picked = [entries[i] for i in evenly(len(entries), SCAN_FILES)]
-    extents, sizes, chans, dims, bad, imgs = [], set(), set(), set(), [], []
-    for e in picked:
-        try:
-            img = _load_header(e.path)
-            ext, mm = ras_extent(img, options.get("spacing"))
-            chans.add(_channels(img, options.get("series", "auto")))
-        except BadSampleError as err:
-            bad.append(f"{err.source}: {err.reason}")
-            continue
-        except Exception as err:  # e.g. an unknown series value: the reader names it
-            bad.append(f"{e.path}: {type(err).__name__}: {err}")
-            continue
+    facts: dict = {"volumes": len(entries)}
+    extents, sizes, chans, dims, imgs = [], set(), set(), set(), []
+    for e, (img, ext, mm, c) in read_evenly(entries, header, facts):
         extents.append(ext)
         sizes.add(tuple(round(z, 3) for z in mm))
         dims.add(len(img.shape))
+        chans.add(c)
         imgs.append((e.path, img))
-    facts: dict = {"volumes": len(entries), "scanned": len(picked)}
-    if bad:
-        facts["unreadable"] = len(bad)
-        facts["first unreadable"] = bad[0]
     if not extents:
         return facts, {}
     vox = [math.prod(x) for x in extents]

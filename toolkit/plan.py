@@ -89,12 +89,13 @@ def scan(spec: ModalitySpec, source, options: dict) -> Plan:
     return plan
 
 
-def fit_batch_size(plan: Plan, requested: int, n: int | None, world: int = 1, grad_accum: int = 1) -> int:
+def fit_batch_size(plan: Plan | None, requested: int, n: int | None, world: int = 1, grad_accum: int = 1) -> int:
     """The batch size for ``n`` samples (``None``: a stream of unknown length).
 
     ``requested > 0`` is the user's and is kept (the engine refuses one that cannot work, in
     one line); ``0`` means "fit it": :data:`DEFAULT_BATCH`, or the largest batch the data set
-    fills once per step over ``world`` ranks and ``grad_accum`` micro-batches.
+    fills once per step over ``world`` ranks and ``grad_accum`` micro-batches (recorded in
+    ``plan`` when one is given).
     """
     if requested > 0:
         return requested
@@ -104,12 +105,41 @@ def fit_batch_size(plan: Plan, requested: int, n: int | None, world: int = 1, gr
     if per >= DEFAULT_BATCH:
         return DEFAULT_BATCH
     if per < 2:
-        raise OmnipatchError(f"{plan.source}: {n} readable sample(s); training needs at least "
+        where = plan.source if plan is not None else "the data set"
+        raise OmnipatchError(f"{where}: {n} readable sample(s); training needs at least "
                              f"{2 * world * grad_accum} (2 per micro-batch)")
+    if plan is None:
+        return per
     plan.fit("train.batch_size", per, DEFAULT_BATCH,
              f"the data set has {n} samples, fewer than {DEFAULT_BATCH * world * grad_accum}: "
              f"each step sees {'all of them' if per * world * grad_accum == n else f'{per * world * grad_accum} of them'}")
     return per
+
+
+#: files a scan looks at: evenly spaced over the data set
+SCAN_FILES = 64
+
+
+def read_evenly(entries: list, read, facts: dict, k: int = SCAN_FILES) -> list[tuple]:
+    """``[(entry, read(entry))]`` for up to ``k`` evenly spaced ``entries``; a file that cannot
+    be read (a :class:`~omnipatch.errors.BadSampleError`, or any library error, named with the
+    file) is counted in ``facts`` (``scanned``, ``unreadable``, ``first unreadable``) instead."""
+    from omnipatch.errors import BadSampleError
+
+    picked = [entries[i] for i in evenly(len(entries), k)]
+    good, bad = [], []
+    for e in picked:
+        try:
+            good.append((e, read(e)))
+        except BadSampleError as err:
+            bad.append(f"{err.source}: {err.reason}")
+        except Exception as err:  # a library failed on the header: the scan goes on
+            bad.append(f"{e.path}: {type(err).__name__}: {err}")
+    facts["scanned"] = len(picked)
+    if bad:
+        facts["unreadable"] = len(bad)
+        facts["first unreadable"] = bad[0]
+    return good
 
 
 def evenly(n: int, k: int) -> list[int]:
