@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from omnipatch.cli import main
+from tests.modalities.cli_flow import FAST
 
 pytestmark = pytest.mark.integration
-FAST = ["--steps", "2", "--preset", "micro", "--quiet"]
 
 
 def _ok(args, capsys):

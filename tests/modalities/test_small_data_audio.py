@@ -3,10 +3,7 @@ embed / eval with no data options, the scan's fits, padding and the raw-feature 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -15,6 +12,7 @@ from omnipatch.batch import Sample
 from omnipatch.modalities.audio import SPEC, AudioDataset
 from omnipatch.modalities.audio_scan import empty_mel_bands, fit_n_mels
 from omnipatch.plan import scan
+from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults
 
 pytestmark = pytest.mark.integration
 
@@ -81,22 +79,10 @@ def test_raw_features_are_band_mean_and_std_without_padding():
 
 
 def test_cli_twelve_8khz_clips_pretrain_embed_eval(calls, tmp_path, capsys):
-    from omnipatch.cli import main
-
-    run, emb = tmp_path / "run", tmp_path / "e.parquet"
-    assert main(["pretrain", "--modality", "audio", "--data", str(calls), "--out", str(run),
-                 "--steps", "2", "--preset", "micro", "--quiet"]) == 0
-    plan = json.loads((run / "plan.json").read_text())
-    assert plan["fits"]["sample_rate"]["value"] == 8000 and plan["fits"]["seconds"]["value"] == 0.5
-    assert plan["fits"]["train.batch_size"]["value"] == 12
-    assert main(["embed", "--checkpoint", str(run), "--data", str(calls), "--out", str(emb)]) == 0
-    ids = pd.read_parquet(emb)["id"].tolist()
+    run = tmp_path / "run"
+    fits = pretrain_defaults("audio", calls, run)
+    assert fits["sample_rate"]["value"] == 8000 and fits["seconds"]["value"] == 0.5
+    assert fits["train.batch_size"]["value"] == 12
+    ids = embed_and_eval(run, calls, tmp_path, lambda i: "low" if int(i[-6:-4]) % 2 else "high")
     assert len(ids) == 12
-    labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\n" + "".join(f"{i},{'low' if int(i[-6:-4]) % 2 else 'high'}\n" for i in ids))
-    assert main(["eval", "knn", "--embeddings", str(emb), "--labels", str(labels)]) == 0
-    capsys.readouterr()
-    assert main(["embed", "--checkpoint", str(run), "--data", str(calls), "--out", str(tmp_path / "x.parquet"),
-                 "--set", "data.options.sample_rate=16000"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'sample_rate'" in err[0] and "checkpoint" in err[0]
+    assert_model_option_refused(run, calls, tmp_path, capsys, "sample_rate", 16000)

@@ -3,12 +3,10 @@ with no data options, the scan's fits, the short-clip rule and the raw-feature b
 
 from __future__ import annotations
 
-import json
 import re
 
 import av
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +14,7 @@ from omnipatch.batch import Sample
 from omnipatch.errors import BadSampleError
 from omnipatch.modalities.video import SPEC, VideoDataset
 from omnipatch.plan import scan
+from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults
 from tests.modalities.test_video import frame_numbers, write_video
 
 pytestmark = pytest.mark.integration
@@ -105,24 +104,12 @@ def test_raw_features_are_the_mean_frame():
 
 
 def test_cli_twelve_grey_8_frame_clips_pretrain_embed_eval(grey_clips, tmp_path, capsys):
-    from omnipatch.cli import main
-
-    run, emb = tmp_path / "run", tmp_path / "e.parquet"
-    assert main(["pretrain", "--modality", "video", "--data", str(grey_clips), "--out", str(run),
-                 "--steps", "2", "--preset", "micro", "--quiet"]) == 0
-    fits = json.loads((run / "plan.json").read_text())["fits"]
+    run = tmp_path / "run"
+    fits = pretrain_defaults("video", grey_clips, run)
     assert fits["frames"]["value"] == 8 and fits["stride"]["value"] == 1
     assert fits["size"]["value"] == 16 and fits["channels"]["value"] == 1
     assert fits["train.batch_size"]["value"] == 12
-    assert main(["embed", "--checkpoint", str(run), "--data", str(grey_clips), "--out", str(emb)]) == 0
-    ids = pd.read_parquet(emb)["id"].tolist()
+    ids = embed_and_eval(run, grey_clips, tmp_path,
+                         lambda i: "right" if int(re.search(r"clip(\d+)", i).group(1)) % 2 == 0 else "left")
     assert len(ids) == 12
-    labels = tmp_path / "labels.csv"
-    side = {i: "right" if int(re.search(r"clip(\d+)", i).group(1)) % 2 == 0 else "left" for i in ids}
-    labels.write_text("id,label\n" + "".join(f"{i},{side[i]}\n" for i in ids))
-    assert main(["eval", "knn", "--embeddings", str(emb), "--labels", str(labels)]) == 0
-    capsys.readouterr()
-    assert main(["embed", "--checkpoint", str(run), "--data", str(grey_clips), "--out", str(tmp_path / "x.parquet"),
-                 "--set", "data.options.channels=3"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'channels'" in err[0] and "checkpoint" in err[0]
+    assert_model_option_refused(run, grey_clips, tmp_path, capsys, "channels", 3)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +15,7 @@ pytest.importorskip("monai")
 from omnipatch.batch import Sample  # noqa: E402
 from omnipatch.modalities.volume import SPEC  # noqa: E402
 from omnipatch.plan import scan  # noqa: E402
+from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -79,25 +79,13 @@ def test_raw_features_are_a_histogram_plus_mean_and_std():
 
 
 def test_cli_twelve_small_volumes_pretrain_embed_eval(small_volumes, tmp_path, capsys):
-    from omnipatch.cli import main
-
-    run, emb = tmp_path / "run", tmp_path / "e.parquet"
-    assert main(["pretrain", "--modality", "volume", "--data", str(small_volumes), "--out", str(run),
-                 "--steps", "2", "--preset", "micro", "--quiet"]) == 0
-    fits = json.loads((run / "plan.json").read_text())["fits"]
+    run = tmp_path / "run"
+    fits = pretrain_defaults("volume", small_volumes, run)
     assert fits["roi_size"]["value"] == [16, 16, 16] and fits["channels"]["value"] == 1
     assert fits["train.batch_size"]["value"] == 12
-    assert main(["embed", "--checkpoint", str(run), "--data", str(small_volumes), "--out", str(emb)]) == 0
-    ids = pd.read_parquet(emb)["id"].tolist()
+    ids = embed_and_eval(run, small_volumes, tmp_path, lambda i: "bright" if int(i[-9:-7]) % 2 else "dark")
     assert len(ids) == 12
-    labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\n" + "".join(f"{i},{'bright' if int(i[-9:-7]) % 2 else 'dark'}\n" for i in ids))
-    assert main(["eval", "knn", "--embeddings", str(emb), "--labels", str(labels)]) == 0
-    capsys.readouterr()
-    assert main(["embed", "--checkpoint", str(run), "--data", str(small_volumes), "--out", str(tmp_path / "x.parquet"),
-                 "--set", "data.options.channels=2"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'channels'" in err[0] and "checkpoint" in err[0]
+    assert_model_option_refused(run, small_volumes, tmp_path, capsys, "channels", 2)
 
 
 def test_one_large_volume_is_cut_into_crops_for_pretraining_only(tmp_path, capsys):
