@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities import examples
+from omnipatch.modalities import climate_out, examples
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -533,5 +533,6 @@ SPEC = ModalitySpec(
     model_options=("variables", "levels", "patch_size", "time_patch"),
     example=examples.climate,
     example_options={"patch_size": 4},
+    outputs=climate_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities import examples
+from omnipatch.modalities import examples, image_out
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
@@ -118,6 +118,12 @@ class ImageDataset(FileDataset):
             x = F.interpolate(x[None], size=self.image_size, mode="bilinear", antialias=True,
                               align_corners=False)[0]
         return Sample(x=x.contiguous(), id=entry.id, label=self.label_of(entry))
+
+
+    def source_size(self, i: int) -> tuple[int, int]:
+        """``(H, W)`` of sample ``i``'s file before it is resized to ``image_size``."""
+        h, w, _ = _size_of(self.entries[i])
+        return h, w
 
 
 def channel_stats(dataset, max_samples: int = 512) -> tuple[list[float], list[float]]:
@@ -242,5 +248,6 @@ SPEC = ModalitySpec(
     example_options={"image_size": 8, "patch_size": 4},
     stream_reader=stream_reader,
     read_target=read_mask_image,
+    outputs=image_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -31,7 +31,7 @@ import torch
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities import examples
+from omnipatch.modalities import examples, pointcloud_out
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
@@ -228,6 +228,26 @@ def canonical_frame(pts: np.ndarray) -> np.ndarray:
     return v
 
 
+def unit_frame(points: np.ndarray, path: str, max_points: int, align: str = "none"):
+    """How :func:`to_array` moves a file's points into the unit sphere: ``(keep, centre,
+    frame, scale)`` (the kept subset, the centroid, the PCA rotation or None, the radius):
+    ``unit = ((p - centre) @ frame) / scale``."""
+    n = len(points)
+    keep = slice(None)
+    if n > max_points:  # reproducible subset per file
+        rng = np.random.default_rng(zlib.crc32(path.encode()))
+        keep = np.sort(rng.choice(n, size=max_points, replace=False))
+    if align not in ALIGN:
+        raise OmnipatchError(f"pointcloud option align must be one of {ALIGN}, got {align!r}")
+    pts = points[keep]
+    centre = pts.mean(0)
+    pts = pts - centre
+    frame = canonical_frame(pts) if align == "pca" else None
+    if frame is not None:
+        pts = pts @ frame
+    return keep, centre, frame, float(np.sqrt((pts**2).sum(1)).max())
+
+
 def to_array(data: PointData, features: list[str], path: str, max_points: int,
              min_points: int = 1, align: str = "none") -> np.ndarray:
     """``(N, C)`` float32: unit-sphere xyz then the requested extras (module doc layout);
@@ -242,18 +262,10 @@ def to_array(data: PointData, features: list[str], path: str, max_points: int,
                                        f"(set the option features to exclude {f!r})")
     if "normals" in features and cols["normals"] is None:
         cols["normals"] = estimate_normals(data.points)
-    keep = slice(None)
-    if n > max_points:  # reproducible subset per file
-        rng = np.random.default_rng(zlib.crc32(path.encode()))
-        keep = np.sort(rng.choice(n, size=max_points, replace=False))
-    pts = data.points[keep]
-    pts = pts - pts.mean(0)
-    if align not in ALIGN:
-        raise OmnipatchError(f"pointcloud option align must be one of {ALIGN}, got {align!r}")
-    frame = canonical_frame(pts) if align == "pca" else None
+    keep, centre, frame, scale = unit_frame(data.points, path, max_points, align)
+    pts = data.points[keep] - centre
     if frame is not None:
         pts = pts @ frame
-    scale = float(np.sqrt((pts**2).sum(1)).max())
     parts = [pts / scale if scale > 0 else pts]
     for f in features:
         v = cols[f][keep]
@@ -312,6 +324,15 @@ class PointCloudDataset(FileDataset):
         data = read_points(entry.path, self.mesh_points)
         x = to_array(data, self.features, entry.path, self.max_points, self.min_points, self.align)
         return Sample(x=torch.from_numpy(x), id=entry.id, label=self.label_of(entry))
+
+
+    def to_file_frame(self, i: int, xyz: np.ndarray) -> np.ndarray:
+        """``xyz (n, 3)`` in sample ``i``'s unit-sphere frame -> the file's own coordinates."""
+        entry = self.entries[i]
+        points = read_points(entry.path, self.mesh_points).points
+        _, centre, frame, scale = unit_frame(points, entry.path, self.max_points, self.align)
+        p = np.asarray(xyz, dtype=np.float64) * (scale if scale > 0 else 1.0)
+        return (p @ frame.T if frame is not None else p) + centre
 
 
 def extra_stats(dataset, max_samples: int = 256) -> tuple[list[float], list[float]]:
@@ -469,5 +490,6 @@ SPEC = ModalitySpec(
     example=examples.pointcloud,
     example_options={"max_points": 64, "num_groups": 8, "group_size": 8, "point_hidden": 16},
     stream_reader=stream_reader,
+    outputs=pointcloud_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

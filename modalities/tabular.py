@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities import examples
+from omnipatch.modalities import examples, tabular_out
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
 
@@ -348,5 +348,6 @@ SPEC = ModalitySpec(
     thumbnail=thumbnail,
     example=examples.tabular,
     example_options={"id_column": "id", "label_column": "label"},
+    outputs=tabular_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

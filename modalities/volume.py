@@ -59,7 +59,7 @@ from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
-from omnipatch.modalities import examples
+from omnipatch.modalities import examples, volume_out
 from omnipatch.modalities.base import FileDataset, Skipped, stream_reader
 from omnipatch.modalities.sources import resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
@@ -179,17 +179,24 @@ def read_volume(path: str, series: str = "auto", nan_voxels: str = "error") -> t
 
 
 # -- preprocessing (MONAI) -------------------------------------------------------------------------
-def preprocess(data: np.ndarray | Tensor, affine: np.ndarray, *, spacing: list[float] | None = None,
-               intensity: str = "percentiles", window: tuple[float, float] = (-1000.0, 1000.0),
-               percentiles: tuple[float, float] = (0.5, 99.5), foreground_crop: bool = True,
-               foreground_threshold: float = 0.0) -> Tensor:
+def preprocess(data: np.ndarray | Tensor, affine: np.ndarray, **options) -> Tensor:
     """Orientation RAS -> spacing -> intensity scaling -> foreground crop (MONAI transforms).
 
     Args:
         data: ``(C, X, Y, Z)`` voxels, ``affine`` their 4x4 voxel-to-world matrix.
+        options: see :func:`preprocess_affine`.
     Returns:
         ``(C, X', Y', Z')`` float32 in RAS orientation.
     """
+    return preprocess_affine(data, affine, **options)[0]
+
+
+def preprocess_affine(data: np.ndarray | Tensor, affine: np.ndarray, *, spacing: list[float] | None = None,
+                      intensity: str = "percentiles", window: tuple[float, float] = (-1000.0, 1000.0),
+                      percentiles: tuple[float, float] = (0.5, 99.5), foreground_crop: bool = True,
+                      foreground_threshold: float = 0.0) -> tuple[Tensor, np.ndarray]:
+    """:func:`preprocess` and the 4x4 voxel-to-world affine of its output (MONAI tracks it
+    through orientation, resampling and the foreground crop)."""
     from monai.data import MetaTensor
     from monai.transforms import (
         CropForeground,
@@ -215,13 +222,14 @@ def preprocess(data: np.ndarray | Tensor, affine: np.ndarray, *, spacing: list[f
         thr = float(foreground_threshold)
         x = CropForeground(select_fn=lambda v: v > thr, margin=2, allow_smaller=True)(x)
     out = x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
-    return out.float().contiguous()
+    return out.float().contiguous(), np.asarray(x.affine, dtype=np.float64)
 
 
 def crop_pad(vol: Tensor, roi_size: tuple[int, int, int], mode: str, seed: int) -> Tensor:
     """A ``roi_size`` crop (MONAI ``RandSpatialCrop`` seeded by ``seed``, or centre), zero-padded.
 
-    ``vol (C, X, Y, Z)`` -> ``(C, *roi_size)``.
+    ``vol (C, X, Y, Z)`` -> ``(C, *roi_size)``; a MONAI ``MetaTensor`` keeps its affine
+    (:func:`crop_affine`).
     """
     from monai.transforms import CenterSpatialCrop, RandSpatialCrop, SpatialPad
 
@@ -236,6 +244,22 @@ def crop_pad(vol: Tensor, roi_size: tuple[int, int, int], mode: str, seed: int) 
     vol = SpatialPad(list(roi_size), mode="constant", value=0.0)(vol)
     out = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
     return out.float().contiguous()
+
+
+def crop_affine(vol: Tensor, affine: np.ndarray, roi_size: tuple[int, int, int], mode: str, seed: int) -> np.ndarray:
+    """The voxel-to-world affine of :func:`crop_pad`'s output for ``vol`` on ``affine`` (the
+    same crop: same size, mode and seed)."""
+    from monai.data import MetaTensor
+    from monai.transforms import CenterSpatialCrop, RandSpatialCrop, SpatialPad
+
+    x = MetaTensor(vol, affine=torch.as_tensor(affine, dtype=torch.float64))
+    if mode == "random":
+        crop = RandSpatialCrop(list(roi_size), random_size=False)
+        crop.set_random_state(seed=seed % (2**32))
+        x = crop(x)
+    else:
+        x = CenterSpatialCrop(list(roi_size))(x)
+    return np.asarray(SpatialPad(list(roi_size), mode="constant", value=0.0)(x).affine, dtype=np.float64)
 
 
 def _seed(*parts) -> int:
@@ -290,6 +314,7 @@ class VolumeDataset(FileDataset):
         self.crop, self.crops_per_volume, self.series = crop, max(1, int(crops_per_volume)), series
         self.nan_voxels, self.seed, self.cache_volumes = nan_voxels, int(seed), max(1, int(cache_volumes))
         self._cache: OrderedDict[int, Tensor] = OrderedDict()
+        self._affines: dict[int, np.ndarray] = {}  # entry -> affine of its preprocessed volume
         self.items: list[tuple[int, int, int, int]] = []  # (entry, frame or -1, crop, n_crops)
         self._index()
         self.channels = int(channels) if channels is not None else self._infer_channels()
@@ -346,7 +371,7 @@ class VolumeDataset(FileDataset):
         e = self.entries[j]
         series = "channels" if self.series in ("auto", "frames") else self.series
         data, affine = read_volume(e.path, series=series, nan_voxels=self.nan_voxels)
-        vol = preprocess(data, affine, **self.prep)
+        vol, self._affines[j] = preprocess_affine(data, affine, **self.prep)
         if min(vol.shape[1:]) == 0:
             raise BadSampleError(e.path, "no foreground voxels above the threshold")
         self._cache[j] = vol
@@ -379,6 +404,14 @@ class VolumeDataset(FileDataset):
         x = crop_pad(vol, self.roi_size, self.crop, _seed(self.seed, entry.path, f, k))
         sid = entry.id + (f"#t{f}" if f >= 0 else "") + (f"#c{k}" if n > 1 else "")
         return Sample(x=x, id=sid, label=self.label_of(entry))
+
+    def sample_affine(self, i: int) -> np.ndarray:
+        """The 4x4 voxel-to-world affine (RAS mm, the file's world space) of sample ``i``'s
+        voxel grid: the file's affine through orientation, resampling and both crops."""
+        j, f, k, _ = self.items[i]
+        vol = self.volume(j)
+        vol = vol[f:f + 1] if f >= 0 else vol
+        return crop_affine(vol, self._affines[j], self.roi_size, self.crop, _seed(self.seed, self.entries[j].path, f, k))
 
     def full_volume(self, i: int = 0) -> Tensor:
         """The whole preprocessed volume behind sample ``i`` (no crop): ``(C, X, Y, Z)``."""
@@ -499,5 +532,6 @@ SPEC = ModalitySpec(
     example_options={"roi_size": [8, 8, 8], "patch_size": 4, "crop": "center"},
     stream_reader=stream_reader,
     read_target=read_mask_volume,
+    outputs=volume_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)

@@ -11,7 +11,6 @@ from torch import Tensor
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.batch import Batch
-from omnipatch.data import eval_loader
 from omnipatch.engine import resolve_device
 from omnipatch.errors import OmnipatchError
 from omnipatch.modality import MODALITIES
@@ -25,6 +24,7 @@ class Pretrained:
     model: OmniModel
     config: dict
     modalities: list[str]
+    run_dir: str | None = None
 
     @property
     def modality(self) -> str:
@@ -53,8 +53,8 @@ class Pretrained:
 
     @torch.no_grad()
     def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,
-              space: str = "encoder", on_bad_sample: str = "raise",
-              skipped: list | None = None) -> tuple[list[str], Tensor]:
+              space: str = "encoder", on_bad_sample: str = "raise", skipped: list | None = None,
+              level: str = "sample"):
         """Embeddings ``(N, D)`` and ids for a source (folder/glob/manifest), a list of paths,
         a dataset, or a tensor batch in the modality's layout.
 
@@ -62,28 +62,71 @@ class Pretrained:
         A non-finite embedding (NaN / Inf, e.g. from extreme input values) never comes back:
         ``on_bad_sample="raise"`` names the samples, ``"skip"`` drops them; dropped samples and
         files the dataset skipped are appended to ``skipped`` (``Skipped`` records).
+
+        ``level="patch"``: one vector per token, labelled with its coordinates by the
+        modality (:attr:`~omnipatch.modality.ModalitySpec.outputs`): an ``xarray.DataArray``
+        for grids (climate ``(time, lat, lon, feature)``, volumes and images on their patch
+        grid), a ``pandas.DataFrame`` for point groups (``x, y, z``) and table columns; a
+        modality that declares no labels gives the :class:`~omnipatch.outputs.Embeddings` record.
         """
+        m = self._name(modality)
+        if isinstance(data, Tensor) and level == "sample":
+            model = self.model.eval()
+            device = next(model.parameters()).device
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.embed(Batch(x=data.to(device)), m, space).float()
+            return [str(i) for i in range(len(data))], out.cpu()
+        emb = self.embeddings(data, level, batch_size, bf16, m, space, on_bad_sample, skipped)
+        if level == "patch":
+            from omnipatch.outputs import label
+
+            return label(MODALITIES.get(m), emb)
+        return emb.ids, torch.from_numpy(emb.features)
+
+    @torch.no_grad()
+    def embeddings(self, data, level: str = "sample", batch_size: int = 256, bf16: bool = True,
+                   modality: str | None = None, space: str = "encoder", on_bad_sample: str = "raise",
+                   skipped: list | None = None):
+        """The unlabelled :class:`~omnipatch.outputs.Embeddings` record of :meth:`embed` (ids,
+        dataset positions, features, token padding and coordinates, provenance): what the
+        modality's writers turn into files (:func:`omnipatch.outputs.write`)."""
+        from omnipatch.batch import Sample, Skipped, collate
+        from omnipatch.outputs import LEVELS, Embeddings, provenance
+
+        if level not in LEVELS:
+            raise OmnipatchError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+        if level == "patch" and space != "encoder":
+            raise OmnipatchError("level='patch' gives encoder tokens; the cross-modal space is per sample only")
         m = self._name(modality)
         model = self.model.eval()
         device = next(model.parameters()).device
         ac = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         if isinstance(data, Tensor):
-            with ac:
-                out = model.embed(Batch(x=data.to(device)), m, space).float()
-            return [str(i) for i in range(len(data))], out.cpu()
-        dataset = data if hasattr(data, "__getitem__") and not isinstance(data, (str, list)) else self.open(data, modality=m)
-        from omnipatch.batch import Skipped
-
-        ids, embs = [], []
+            dataset = [Sample(x=x, id=str(i)) for i, x in enumerate(data)]
+        elif hasattr(data, "__getitem__") and not isinstance(data, (str, list)):
+            dataset = data
+        else:
+            dataset = self.open(data, modality=m)
+        ids, index, feats, pads, coords, grids = [], [], [], [], [], set()
         skipped = skipped if skipped is not None else []
         skipped.extend(getattr(dataset, "skipped_files", []))  # files passed over when opening
-        for batch, bad in eval_loader(dataset, batch_size):
-            skipped.extend(bad)
-            if batch is None:
+        for lo in range(0, len(dataset), batch_size):  # in order, as eval_loader without workers
+            items = [(i, dataset[i]) for i in range(lo, min(len(dataset), lo + batch_size))]
+            skipped.extend(s for _, s in items if not isinstance(s, Sample))
+            good = [(i, s) for i, s in items if isinstance(s, Sample)]
+            if not good:
                 continue
+            batch = collate([s for _, s in good]).to(device)
             with ac:
-                e = model.embed(batch.to(device), m, space).float().cpu()
-            ok = torch.isfinite(e).all(dim=1)
+                if level == "sample":
+                    e, pad, c = model.embed(batch, m, space).float().cpu(), None, None
+                else:
+                    t, out = model.forward_tokens(batch, m)
+                    e, pad = out.float().cpu(), None if t.padding_mask is None else t.padding_mask.cpu()
+                    c = None if t.coords is None else t.coords.float().cpu()
+                    grids.add(t.grid)
+            flat = e if pad is None else e.masked_fill(pad.unsqueeze(-1), 0.0)
+            ok = torch.isfinite(flat.flatten(1)).all(dim=1)
             if not bool(ok.all()):
                 names = [str(batch.ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
                 if on_bad_sample != "skip":
@@ -91,17 +134,23 @@ class Pretrained:
                                          f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} (extreme input "
                                          f"values?); --on-bad-sample skip leaves them out and lists them")
                 skipped.extend(Skipped(n, "non-finite embedding (NaN/Inf); extreme input values?") for n in names)
-                e = e[ok]
-                batch_ids = [i for i, k in zip(batch.ids, ok.tolist()) if k]
-            else:
-                batch_ids = list(batch.ids)
-            embs.append(e)
-            ids += batch_ids
+            keep = ok.tolist()
+            ids += [i for i, k in zip(batch.ids, keep) if k]
+            index += [i for (i, _), k in zip(good, keep) if k]
+            feats.append(e[ok])
+            pads.append(None if pad is None else pad[ok])
+            coords.append(None if c is None else c[ok])
         if not ids:
             raise OmnipatchError("no readable samples to embed" + (f" ({len(skipped)} skipped, first: "
                                  f"{skipped[0].source}: {skipped[0].reason})" if skipped else ""))
-        return ids, torch.cat(embs)
-
+        padding, feats = _pad_tokens(feats, pads) if level == "patch" else (None, torch.cat(feats))
+        if level == "patch" and all(c is not None for c in coords):
+            coords = _pad_tokens(coords, [None] * len(coords))[1].numpy()
+        else:
+            coords = None
+        grid = next(iter(grids)) if len(grids) == 1 else None
+        return Embeddings(level, m, ids, index, feats.numpy(), padding, coords, grid, dataset,
+                          self.model.adapters[m], provenance(self.run_dir, self.config, data, m, level))
 
 def load(run_dir: str | Path | None = None, device: str = "auto", random_init: bool = False, seed: int = 0, *,
          init: str | None = None, modality: str | None = None, data=None, options: dict | None = None,
@@ -133,7 +182,21 @@ def load(run_dir: str | Path | None = None, device: str = "auto", random_init: b
         cfg["model"] = model.config()
     elif not random_init:
         ckpt.load_weights(run_dir, model)
-    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","))
+    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","),
+                      None if random_init or init is not None else str(Path(run_dir).resolve()))
+
+
+def _pad_tokens(parts: list[Tensor], pads: list[Tensor | None]) -> tuple[np.ndarray | None, Tensor]:
+    """Batches of ``(b, L_i, ...)`` (ragged L between batches) -> padding ``(N, L)`` and ``(N, L, ...)``."""
+    L = max(p.shape[1] for p in parts)
+    out, mask = [], []
+    for p, m in zip(parts, pads):
+        extra = L - p.shape[1]
+        m = torch.zeros(p.shape[:2], dtype=torch.bool) if m is None else m
+        out.append(torch.cat([p, p.new_zeros(p.shape[0], extra, *p.shape[2:])], 1) if extra else p)
+        mask.append(torch.cat([m, torch.ones(m.shape[0], extra, dtype=torch.bool)], 1) if extra else m)
+    padding = torch.cat(mask).numpy()
+    return (padding if padding.any() else None), torch.cat(out)
 
 
 def write_skipped(path: str | Path, skipped: list, **extra) -> Path | None:
@@ -156,13 +219,18 @@ def skipped_path(out: str | Path) -> Path:
     return p.with_name(p.stem + ".skipped.jsonl")
 
 
-def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray) -> Path:
-    """Parquet with columns ``id`` (str) and ``embedding`` (list of float32)."""
-    import pandas as pd
+def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray,
+                     provenance: dict | None = None) -> Path:
+    """Parquet with columns ``id`` (str) and ``embedding`` (list of float32); ``provenance``
+    (:func:`omnipatch.outputs.provenance`) goes to the schema metadata key ``omnipatch``."""
+    from omnipatch.outputs import sample_frame, write_frame
 
-    arr = np.asarray(emb, dtype=np.float32)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": list(ids), "embedding": list(arr)}).to_parquet(path, index=False)
+    df = sample_frame(ids, emb)
+    if provenance is None:
+        df.to_parquet(path, index=False)
+    else:
+        write_frame(df, Path(path), provenance)
     return Path(path)
 
 

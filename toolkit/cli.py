@@ -105,20 +105,28 @@ def _check_resume_flags(a, cfg) -> None:
 
 
 def _embed(a) -> None:
-    from omnipatch.api import load, skipped_path, write_embeddings, write_skipped
+    from omnipatch.api import load, skipped_path, write_skipped
     from omnipatch.config import check_range
     from omnipatch.dataflags import data_options
+    from omnipatch.modality import MODALITIES
+    from omnipatch.outputs import check_format, write
 
     check_range("--batch-size", a.batch_size, "int", 1)
     pre = load(a.checkpoint, random_init=a.random_init)
+    spec = MODALITIES.get(pre._name(a.modality))
+    check_format(spec, a.level, a.out)  # a format the modality cannot write fails before any data is read
     ds = pre.open(a.data, a.on_bad_sample, modality=a.modality, options=data_options(a))
     skipped: list = []
     sk = skipped_path(a.out)
     sk.unlink(missing_ok=True)  # a fresh listing per run, never an old one
-    ids, emb = pre.embed(ds, batch_size=a.batch_size, modality=a.modality, on_bad_sample=a.on_bad_sample,
+    emb = pre.embeddings(ds, a.level, batch_size=a.batch_size, modality=a.modality, on_bad_sample=a.on_bad_sample,
                          skipped=skipped)
-    write_embeddings(a.out, ids, emb.numpy())
-    print(f"wrote {len(ids)} embeddings of width {emb.shape[1]} to {a.out}")
+    emb.provenance["data_source"] = str(a.data)
+    paths = write(spec, emb, a.out)
+    what = "token embeddings" if a.level == "patch" else "embeddings"
+    where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files ({paths[0]} ...)"
+    print(f"wrote {len(emb.ids)} {what if a.level == 'sample' else 'samples of ' + what} of width "
+          f"{emb.features.shape[-1]} to {where}")
     if write_skipped(sk, skipped):
         print(f"skipped {len(skipped)} sample(s), listed in {sk}")
 
@@ -239,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="embed files with a pretrained encoder")
     s.add_argument("--checkpoint", required=True, help="run directory")
     s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True, help="embeddings .parquet (id, embedding)")
+    s.add_argument("--out", required=True, help="embeddings file; its suffix picks the format: .parquet (id, "
+                   "embedding) for every modality, and the modality's own (climate .nc/.zarr, volume .nii.gz, "
+                   "image .npy/.tif, ...)")
+    s.add_argument("--level", choices=["sample", "patch"], default="sample",
+                   help="one vector per sample (pooled), or one per token with its coordinates")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
     s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch
+from omnipatch.outputs import Outputs
 from omnipatch.registry import Registry
 
 
@@ -60,6 +61,10 @@ class ModalitySpec:
             with the field's own library and returns the source to open them with (a folder,
             glob, manifest or table), for the registry-driven contract tests and demos.
         example_options: dataset options that keep :attr:`example` tiny (small sizes).
+        outputs: how embeddings are labelled with this field's coordinates and written in its
+            formats (:class:`~omnipatch.outputs.Outputs`: ``.nc``, ``.nii.gz``, ...; ``omnipatch
+            embed --out`` picks a writer by suffix). None: the core's Parquet only (``id,
+            embedding``; at patch level one row per token).
     """
 
     name: str
@@ -81,6 +86,7 @@ class ModalitySpec:
     read_target: Callable[[str], Any] | None = None
     example: Callable[[Any], Any] | None = None
     example_options: dict[str, Any] = field(default_factory=dict)
+    outputs: Outputs | None = None
 
 
 #: the bundled modalities and adapters: a plugin module the registries import on first use
