@@ -121,7 +121,7 @@ def write_netcdf(da, path: Path, provenance: dict) -> list[Path]:
 def write_zarr(da, path: Path, provenance: dict) -> list[Path]:
     """Zarr format 2: its string ``id`` and every other array have a settled specification
     (zarr 3 warns that fixed-width strings have none in format 3 yet)."""
-    _dataset(da, provenance).to_zarr(path, mode="w", consolidated=False, zarr_format=2)
+    _dataset(da, provenance).to_zarr(path, mode="w", consolidated=True, zarr_format=2)
     return [path]
 
 
