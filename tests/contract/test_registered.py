@@ -97,6 +97,25 @@ class RegisteredModality(AdapterContract):
         assert len(v1) == len(b) and v1.x.dim() == b.x.dim()  # crops may change sizes
         torch.testing.assert_close(v1.x, v2.x, equal_nan=True)
 
+    @pytest.mark.parametrize("level", ["sample", "patch"])
+    def test_embeddings_write_every_declared_format(self, level, tmp_path):
+        """Each format the modality declares (:attr:`ModalitySpec.outputs`) and the core's Parquet
+        writes its example's embeddings; any other suffix is refused naming those formats."""
+        from omnipatch.outputs import formats, write
+        from tests.modalities.tiny_run import tiny_run
+
+        emb = tiny_run(self.name, self.dataset, self.options).embeddings(self.dataset, level, bf16=False)
+        assert len(emb.ids) == len(emb.index) == emb.features.shape[0] == len(self.dataset)
+        assert emb.features.ndim == (3 if level == "patch" else 2)
+        known = formats(self.spec, level)
+        assert ".parquet" in known
+        for sfx in known:
+            paths = write(self.spec, emb, tmp_path / f"out{sfx}")
+            assert paths and all(p.exists() and (p.is_dir() or p.stat().st_size > 0) for p in paths)
+        with pytest.raises(OmnipatchError, match=rf"modality {self.name} cannot write \.nope at --level {level}; "
+                                                 rf"it writes: {re.escape(', '.join(known))}"):
+            write(self.spec, emb, tmp_path / "out.nope")
+
     @pytest.mark.parametrize("kind", ["empty", "garbage"])
     def test_bad_file_is_a_bad_sample_naming_the_file(self, kind, tmp_path):
         """Among good files, a bad one is a :class:`BadSampleError` (skip-able); a modality whose

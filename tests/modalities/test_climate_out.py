@@ -12,8 +12,8 @@ import xarray as xr
 
 import omnipatch
 from omnipatch.cli import main
-from omnipatch.outputs import write
 from omnipatch.modality import MODALITIES
+from omnipatch.outputs import read_provenance, write
 from tests.modalities.tiny_run import tiny_run, tokens_of
 
 
@@ -85,7 +85,7 @@ def test_sample_level_netcdf_and_zarr_match_the_parquet(field, tmp_path):
         np.testing.assert_array_equal(got["embedding"].values, np.stack(table["embedding"]))
 
 
-def test_cli_patch_level_keeps_the_provenance(field, tmp_path):
+def test_cli_patch_level_keeps_the_provenance(field, tmp_path, capsys):
     path, _ = field
     run = tmp_path / "run"
     assert main(["pretrain", "--modality", "climate", "--data", str(path), "--out", str(run), "--steps", "0",
@@ -98,3 +98,14 @@ def test_cli_patch_level_keeps_the_provenance(field, tmp_path):
     assert got.attrs["config_hash"] == hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
     assert got.attrs["checkpoint"] == str(run.resolve()) and got.attrs["data_source"] == str(path)
     assert got.attrs["omnipatch_version"] == omnipatch.__version__ and got.attrs["level"] == "patch"
+    # the default stays the sample-level Parquet (id, embedding), now with the provenance too
+    assert main(["embed", "--checkpoint", str(run), "--data", str(path), "--out", str(tmp_path / "e.parquet")]) == 0
+    assert list(pd.read_parquet(tmp_path / "e.parquet").columns) == ["id", "embedding"]
+    assert read_provenance(tmp_path / "e.parquet")["config_hash"] == got.attrs["config_hash"]
+    # a format the modality does not write: one line, before any data is read
+    capsys.readouterr()
+    assert main(["embed", "--checkpoint", str(run), "--data", str(tmp_path / "missing.nc"), "--out",
+                 str(tmp_path / "m.nii.gz"), "--level", "patch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"omnipatch: error: {tmp_path / 'm.nii.gz'}: modality climate cannot write .nii.gz at --level "
+                   "patch; it writes: .nc, .parquet, .zarr"]
