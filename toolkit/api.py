@@ -152,6 +152,7 @@ class Pretrained:
         return Embeddings(level, m, ids, index, feats.numpy(), padding, coords, grid, dataset,
                           self.model.adapters[m], provenance(self.run_dir, self.config, data, m, level))
 
+
 def load(run_dir: str | Path | None = None, device: str = "auto", random_init: bool = False, seed: int = 0, *,
          init: str | None = None, modality: str | None = None, data=None, options: dict | None = None,
          init_pos: str = "auto", init_strict: bool = False, quiet: bool = True) -> Pretrained:
@@ -219,18 +220,13 @@ def skipped_path(out: str | Path) -> Path:
     return p.with_name(p.stem + ".skipped.jsonl")
 
 
-def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray,
-                     provenance: dict | None = None) -> Path:
-    """Parquet with columns ``id`` (str) and ``embedding`` (list of float32); ``provenance``
-    (:func:`omnipatch.outputs.provenance`) goes to the schema metadata key ``omnipatch``."""
-    from omnipatch.outputs import sample_frame, write_frame
+def write_embeddings(path: str | Path, ids: list[str], emb: Tensor | np.ndarray) -> Path:
+    """Parquet with columns ``id`` (str) and ``embedding`` (list of float32) (``omnipatch
+    embed`` writes the same through :func:`omnipatch.outputs.write`, with the provenance)."""
+    from omnipatch.outputs import sample_frame
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    df = sample_frame(ids, emb)
-    if provenance is None:
-        df.to_parquet(path, index=False)
-    else:
-        write_frame(df, Path(path), provenance)
+    sample_frame(ids, emb).to_parquet(path, index=False)
     return Path(path)
 
 

@@ -109,3 +109,17 @@ def test_cli_patch_level_keeps_the_provenance(field, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"omnipatch: error: {tmp_path / 'm.nii.gz'}: modality climate cannot write .nii.gz at --level "
                    "patch; it writes: .nc, .parquet, .zarr"]
+
+
+def test_windows_of_several_steps_get_a_step_axis(field, tmp_path):
+    path, ds = field
+    spec = MODALITIES.get("climate")
+    opts = {"patch_size": 2, "window": 2, "stride": 2}
+    dataset = spec.open_dataset(str(path), **{**spec.options, **opts})
+    pre = tiny_run("climate", dataset, opts)
+    write(spec, pre.embeddings(dataset, "patch", bf16=False), tmp_path / "w.nc")
+    got = xr.open_dataset(tmp_path / "w.nc")
+    assert got["embedding"].dims == ("time", "step", "lat", "lon", "feature")
+    times = ds["time"].values
+    np.testing.assert_array_equal(got["time"].values, times[[0, 2]])  # window starts, stride 2
+    np.testing.assert_array_equal(got["valid_time"].values, [[times[0], times[1]], [times[2], times[3]]])
