@@ -31,7 +31,8 @@ class Pretrained:
         """The (first) modality the run was trained on."""
         return self.modalities[0]
 
-    def _name(self, modality: str | None) -> str:
+    def modality_name(self, modality: str | None = None) -> str:
+        """``modality``, checked against the run's modalities, or the run's first one when None."""
         m = modality or self.modality
         if m not in self.modalities:
             raise OmnipatchError(f"this run was trained on {', '.join(self.modalities)}, not {m!r}")
@@ -44,7 +45,7 @@ class Pretrained:
         from omnipatch.dataflags import merge_checked
         from omnipatch.pretrain import open_data
 
-        m = self._name(modality)
+        m = self.modality_name(modality)
         opts = self.config["run"]["data"].get("options", {})
         if len(self.modalities) > 1:
             opts = opts.get(m, {})
@@ -69,7 +70,7 @@ class Pretrained:
         grid), a ``pandas.DataFrame`` for point groups (``x, y, z``) and table columns; a
         modality that declares no labels gives the :class:`~omnipatch.outputs.Embeddings` record.
         """
-        m = self._name(modality)
+        m = self.modality_name(modality)
         if isinstance(data, Tensor) and level == "sample":
             model = self.model.eval()
             device = next(model.parameters()).device
@@ -97,7 +98,7 @@ class Pretrained:
             raise OmnipatchError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         if level == "patch" and space != "encoder":
             raise OmnipatchError("level='patch' gives encoder tokens; the cross-modal space is per sample only")
-        m = self._name(modality)
+        m = self.modality_name(modality)
         model = self.model.eval()
         device = next(model.parameters()).device
         ac = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)

@@ -113,7 +113,7 @@ def _embed(a) -> None:
 
     check_range("--batch-size", a.batch_size, "int", 1)
     pre = load(a.checkpoint, random_init=a.random_init)
-    spec = MODALITIES.get(pre._name(a.modality))
+    spec = MODALITIES.get(pre.modality_name(a.modality))
     check_format(spec, a.level, a.out)  # a format the modality cannot write fails before any data is read
     ds = pre.open(a.data, a.on_bad_sample, modality=a.modality, options=data_options(a))
     skipped: list = []
