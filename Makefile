@@ -22,8 +22,9 @@ sysdeps:
 	  else echo "warning: libusb-1.0 missing and not root; open3d will be unavailable"; fi; \
 	fi
 
-# One pip call resolves torch/torchvision/torchaudio together with everything else.
-$(STAMP): pyproject.toml
+# One pip call resolves torch/torchvision/torchaudio together with everything else and builds
+# the C point kernels (setup.py; skipped with a warning when there is no C compiler).
+$(STAMP): pyproject.toml setup.py adapters/_point_kernels.c
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -52,4 +53,4 @@ bench: venv
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) build *.egg-info runs adapters/*.so

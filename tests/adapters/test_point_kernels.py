@@ -2,17 +2,20 @@
 
 FPS: the torch ``point_ops.farthest_point_sample`` (itself open3d index for index) and open3d.
 kNN: the exact torch ``knn_reference``; and ``point_ops.knn`` (``cdist`` + ``topk``) on the
-neighbour distances. The C kernels run here directly; the Triton kernels run compiled on CUDA
-(``gpu`` marker) and, on any machine, in Triton's interpreter in a child process with
-``TRITON_INTERPRET=1`` (``test_parity_in_triton_interpreter``), so that setting never reaches
-the other tests.
+neighbour distances. The C kernels (the extension built at install time) run here directly;
+the Triton kernels run compiled on CUDA (``gpu`` marker) and, on any machine, in Triton's
+interpreter in a child process with ``TRITON_INTERPRET=1`` (``test_parity_in_triton_interpreter``),
+so that setting never reaches the other tests.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from omnipatch.adapters import point_ops
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 CUDA = torch.cuda.is_available()
 not_in_child = pytest.mark.skipif(INTERPRET, reason="runs in the parent process")
+COMPILER = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+c_path = pytest.mark.skipif(K._clib() is None, reason="C extension not built (see test_c_extension_built_at_install)")
 
 
 @pytest.fixture(params=[
@@ -59,6 +64,43 @@ def _ragged(B, N, n_valid):
 
 # ------------------------------------------------------------------------------ C path
 @not_in_child
+@pytest.mark.skipif(COMPILER is None or os.environ.get("OMNIPATCH_NO_CKERNELS") == "1",
+                    reason="no C compiler here, so the install leaves the extension out")
+def test_c_extension_built_at_install():
+    lib = K._clib()
+    assert lib is not None, ("omnipatch.adapters._point_kernels was not built although a C compiler is present: "
+                             "reinstall (pip install -e .) or run `python setup.py build_ext --inplace`")
+    assert Path(lib._name).parent == Path(K.__file__).parent  # the package's own, not a cache
+    assert lib._name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+@not_in_child
+@c_path
+def test_loading_compiles_nothing(monkeypatch):
+    """Opening the kernels starts no compiler: any subprocess fails the load."""
+    def refuse(*a, **k):
+        raise AssertionError(f"point kernels ran a subprocess at run time: {a}")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(K, "_lib", [])
+    assert K._clib() is not None
+
+
+@not_in_child
+def test_missing_extension_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(K, "_EXT", "omnipatch.adapters._no_such_kernels")
+    monkeypatch.setattr(K, "_lib", [])
+    x = _cloud(2, 100, 4)
+    with pytest.warns(RuntimeWarning, match="not built at install time.*torch path") as caught:
+        got = K.farthest_point_sample(x, 10)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the note is given once, not per call
+        assert torch.equal(K.knn(x[:, :5], x, 4), K.knn_reference(x[:, :5], x, 4))
+    assert len(caught) == 1 and torch.equal(got, point_ops.farthest_point_sample(x, 10)[0])
+
+
+@not_in_child
+@c_path
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fps_c_equals_torch_oracle(dtype):
     x = _cloud(3, 700, 0, dtype)
@@ -72,6 +114,7 @@ def test_fps_c_equals_torch_oracle(dtype):
 
 
 @not_in_child
+@c_path
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fps_c_threads_share_one_big_cloud(dtype, monkeypatch):
     """One cloud split over threads (B < threads) picks exactly the oracle's points,
@@ -86,6 +129,7 @@ def test_fps_c_threads_share_one_big_cloud(dtype, monkeypatch):
 
 
 @not_in_child
+@c_path
 def test_fps_c_matches_open3d_index_for_index():
     o3d = pytest.importorskip("open3d")
     rng = np.random.default_rng(1)
@@ -99,6 +143,7 @@ def test_fps_c_matches_open3d_index_for_index():
 
 
 @not_in_child
+@c_path
 def test_knn_c_equals_exact_reference_and_cdist_distances():
     x = _cloud(3, 400, 2)
     q = _cloud(3, 25, 3)
