@@ -21,7 +21,7 @@ config, so they travel with the checkpoint.
 Options (``--set data.options.NAME=VALUE``): ``variables`` (list; default every gridded
 variable with a time axis), ``levels`` (list of level values), ``window``, ``stride``,
 ``time_range`` (``["1860", "2039"]``: a ``sel(time=slice(...))`` applied first),
-``engine`` (``netcdf4``, ``h5netcdf``, ``zarr``; auto by default), ``block``.
+``engine`` (one of :data:`ENGINES`; auto by default), ``block``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ LAT_NAMES = ("lat", "latitude", "nav_lat", "grid_latitude", "rlat", "y_lat")
 LON_NAMES = ("lon", "longitude", "nav_lon", "grid_longitude", "rlon", "x_lon")
 TIME_NAMES = ("time", "time_counter", "t", "valid_time", "date")
 BOUNDS_HINTS = ("bnds", "bounds", "bound", "nvertex")
+#: xarray backends the reader supports, each with the package it needs (all declared dependencies)
+ENGINES = {"netcdf4": "netCDF4", "h5netcdf": "h5netcdf[h5py]", "zarr": "zarr"}
 
 
 # -- opening ------------------------------------------------------------------------------------
@@ -152,6 +154,9 @@ def _open_one(path: str, engine: str | None, chunks: dict | None):
                 warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
                 return xr.open_zarr(path, chunks=chunks)
         return xr.open_dataset(path, engine=engine, chunks=chunks)
+    except ImportError as e:  # the install, not the file: never a skipped sample
+        raise OmnipatchError(f"{path}: engine {engine or 'auto'!r} needs a package that is not installed "
+                             f"({e}); pip install {ENGINES.get(engine, 'netCDF4')}") from None
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise BadSampleError(path, f"not a readable NetCDF/Zarr dataset ({type(e).__name__}: {msg})") from None
@@ -176,6 +181,9 @@ def open_climate(paths: list[str], engine: str | None = None, block: int = 64, o
     """
     import xarray as xr
 
+    if engine is not None and engine not in ENGINES:
+        raise OmnipatchError(f"data.options.engine: {engine!r} is not a climate engine "
+                             f"(one of {', '.join(ENGINES)}, or unset for auto)")
     good, skipped, parts, chunks, tdim = [], [], [], None, None
     for p in paths:
         try:
@@ -240,7 +248,7 @@ class ClimateDataset(Dataset):
         levels: level values to keep for variables with a vertical axis (None = all).
         window: time steps per sample; ``stride``: steps between sample starts.
         time_range: ``[start, end]`` selected with ``sel(time=slice(start, end))``.
-        engine: xarray backend (``netcdf4``, ``h5netcdf``, ``zarr``) or None for auto.
+        engine: xarray backend (a key of :data:`ENGINES`) or None for auto.
         block: time steps per dask chunk and per read.
         on_bad_sample: ``raise`` or ``skip`` (unreadable files are dropped and reported;
             unreadable time steps become :class:`Skipped`).
