@@ -28,6 +28,7 @@ from pathlib import Path
 
 from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
+from omnipatch.model_card import DEFAULT_LICENSE, write_card
 
 FORMATS = ("hf",)
 
@@ -118,13 +119,15 @@ def _exported_state(checkpoint, model_keys: set[str], encoder_prefix: str = "enc
     return picked
 
 
-def export_hf(checkpoint, out, verify: bool = True) -> Path:
-    """Write ``out`` (``config.json`` + ``model.safetensors`` + a README) for ``transformers``.
+def export_hf(checkpoint, out, verify: bool = True, license: str = DEFAULT_LICENSE) -> Path:
+    """Write ``out`` (``config.json`` + ``model.safetensors`` + the model card ``README.md``,
+    :mod:`omnipatch.model_card`) for ``transformers`` and the Hugging Face Hub; nothing is uploaded.
 
     Args:
         checkpoint: a pretraining run or a fine-tuning directory.
         out: the export folder.
         verify: reload the folder and check every exported tensor is bit-equal.
+        license: the card's ``license`` (a Hub licence id; omnipatch's own by default).
     """
     import torch
 
@@ -140,7 +143,7 @@ def export_hf(checkpoint, out, verify: bool = True) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    (out / "README.md").write_text(_card(cfg, hf_cfg))
+    write_card(checkpoint, out, hf_cfg, license)
     if verify:
         back = OmnipatchModel.from_pretrained(out)
         for k, v in back.state_dict().items():
@@ -149,25 +152,11 @@ def export_hf(checkpoint, out, verify: bool = True) -> Path:
     return out
 
 
-def _card(cfg: dict, hf_cfg) -> str:
-    enc = hf_cfg.omni_model["encoder"]
-    head = hf_cfg.head
-    kind = "pretrained encoder" if head is None else f"fine-tuned {head['task']} model"
-    return (f"# omnipatch {kind} ({hf_cfg.modality})\n\n"
-            f"Encoder: {enc['depth']} blocks, width {enc['dim']}, {enc['num_heads']} heads. "
-            f"Exported by `omnipatch export --format hf`.\n\n"
-            "```python\nimport omnipatch.export\nomnipatch.export.register()\n"
-            "from transformers import AutoModel\nmodel = AutoModel.from_pretrained(\"PATH\")\n"
-            "out = model(x)  # x as omnipatch's reader produces it, batched\n"
-            "out.pooler_output  # (B, D) embeddings" + ("" if head is None else "; out.logits the head") +
-            "\n```\n")
-
-
 def _command(a) -> None:
     if a.format not in FORMATS:
         raise OmnipatchError(f"unknown export format {a.format!r} (known: {', '.join(FORMATS)})")
-    out = export_hf(a.checkpoint, a.out)
-    print(f"exported {a.checkpoint} to {out} (config.json, model.safetensors); load with "
+    out = export_hf(a.checkpoint, a.out, license=a.license)
+    print(f"exported {a.checkpoint} to {out} (config.json, model.safetensors, model card README.md); load with "
           f"`import omnipatch.export; omnipatch.export.register()` then transformers.AutoModel.from_pretrained")
 
 
@@ -177,6 +166,8 @@ def add_commands(sub) -> None:
     s.add_argument("--checkpoint", required=True, help="pretraining run or fine-tuning directory")
     s.add_argument("--format", choices=FORMATS, default="hf", help="hf: transformers config.json + model.safetensors")
     s.add_argument("--out", required=True, help="export folder")
+    s.add_argument("--license", default=DEFAULT_LICENSE,
+                   help=f"licence id for the model card's front matter (default: omnipatch's, {DEFAULT_LICENSE})")
     s.set_defaults(func=_command)
 
 
