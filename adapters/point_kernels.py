@@ -11,7 +11,7 @@ Same contracts as :mod:`omnipatch.adapters.point_ops` (plain torch, the oracle):
   extension ``omnipatch.adapters._point_kernels`` and called through ctypes, one thread per slice
   of the batch, or, for batches of fewer large clouds than threads, all threads on each
   cloud (each owns a range of points; one spin barrier per FPS step). When the extension was not
-  built (no C compiler at install time; a one-line warning says so) or with
+  built (no C compiler at install time; one line on stderr says so) or with
   ``OMNIPATCH_NO_CKERNELS=1``, the torch oracle runs. Nothing is compiled at run time.
 
 Both FPS paths compute ``((dx^2 + dy^2) + dz^2)`` in the input dtype with no fused
@@ -26,8 +26,8 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import sys
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -249,9 +249,9 @@ def _load():
         if spec is None or not spec.origin:
             raise OSError("not built at install time; reinstall with a C compiler (gcc or clang) present")
         lib = ctypes.CDLL(spec.origin)
-    except OSError as e:
-        warnings.warn(f"omnipatch: C point kernels unavailable ({e}); FPS/kNN on the CPU use the slower torch path",
-                      RuntimeWarning, stacklevel=3)
+    except OSError as e:  # once per process (the result is kept), one line like omnipatch's other notes
+        print(f"omnipatch: C point kernels unavailable ({e}); FPS/kNN on the CPU use the slower torch path",
+              file=sys.stderr)
         return None
     P, I64 = ctypes.c_void_p, ctypes.c_int64
     for name in ("fps_f32", "fps_f64"):
