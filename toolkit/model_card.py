@@ -118,7 +118,8 @@ def card_facts(checkpoint, hf_cfg, license: str = DEFAULT_LICENSE) -> dict:
 def _recipe(f: dict) -> list[str]:
     t, m = f["train"], f["mask"]
     asked = int(t.get("steps") or 0)
-    steps = "unknown" if f["steps"] is None else f"{f['steps']:,}" + (
+    steps = (f"unknown (no metrics.jsonl; {asked:,} asked for)" if asked else "unknown") if f["steps"] is None \
+        else f"{f['steps']:,}" + (
         f" (of {asked:,} asked for)" if asked and asked != f["steps"] else "")
     lines = [f"- objectives: {f['objectives']}",
              f"- mask: {m.get('strategy', '?')}, ratio {_fmt(m.get('ratio'))}" if m else "- mask: none recorded",
