@@ -36,6 +36,13 @@ def step_generator(seed: int, micro_step: int, device: torch.device) -> torch.Ge
     return g.manual_seed(seed * 1_000_003 + micro_step)
 
 
+def micro_index(step: int, micro: int, accum: int, world: int, rank: int) -> int:
+    """The global number of ``rank``'s micro-batch ``micro`` of step ``step``: its data (the step
+    sampler) and its generator depend on this alone, so N ranks x ``accum`` and one process x
+    ``N * accum`` see the same micro-batches, masks and augmentations."""
+    return (step * accum + micro) * world + rank
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases, norms and embeddings (ndim < 2), as MAE / timm."""
     decay, no_decay = [], []
@@ -207,8 +214,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                 continue
             batch = batch.to(device, non_blocking=True)
             # masks and augmentations: a function of (seed, step, micro, rank) only
-            micros.append((batch, step_generator(cfg.seed, (step * cfg.grad_accum + micro) * world + strategy.rank,
-                                                 device)))
+            k = micro_index(step, micro, cfg.grad_accum, world, strategy.rank)
+            micros.append((batch, step_generator(cfg.seed, k, device)))
             if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
                 with autocast:
                     health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
