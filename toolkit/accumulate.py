@@ -39,7 +39,8 @@ class SplitStep:
         encode: ``(batch, generator) -> (sample_terms, pooled, labels)``: the per-sample
             terms (with their weighted sum as ``"loss"``) and, when there are batch-level
             objectives, the pooled embeddings ``(V, b, D)`` and labels ``(b,)`` they need
-            (``pooled`` is None otherwise).
+            (``pooled`` is None otherwise); or dicts of those, one entry per group of rows
+            (a paired batch: each modality's rows, the complete pairs).
         score: ``(pooled, labels) -> batch_terms`` (with ``"loss"``) over any number of rows.
         batched: whether there are batch-level terms (else ``encode`` returns no ``pooled``,
             and plain accumulation is already exact).
@@ -96,15 +97,16 @@ def backward_cached(module, micros: list, strategy, accum: int, step: int, autoc
                 _, z, y = module(batch, g, phase="encode")
             pooled.append(z)
             labels.append(y)
-    z_all = torch.cat(pooled, dim=1).detach().requires_grad_(True)
-    y_all = None if labels[0] is None else torch.cat(labels)
+    z_all = {k: torch.cat(z, dim=1).detach().requires_grad_(True) for k, z in _by_key(pooled).items()}
+    y_all = {k: None if any(v is None for v in y) else torch.cat(y) for k, y in _by_key(labels).items()}
     with strategy.accumulating(module, sync=False):
         with autocast:
-            scored = module(None, None, phase="score", pooled=z_all, labels=y_all)
+            scored = module(None, None, phase="score", pooled=_unkey(z_all, pooled), labels=_unkey(y_all, labels))
         check_finite(scored, step)
-        scaler.scale(scored["loss"]).backward()
+        if isinstance(scored["loss"], Tensor):  # a paired micro-batch may have nothing to score
+            scaler.scale(scored["loss"]).backward()
     scored = {k: v.detach() if isinstance(v, Tensor) else v for k, v in scored.items()}
-    grads = z_all.grad.split([z.shape[1] for z in pooled], dim=1)
+    grads = _split({k: z.grad if z.grad is not None else torch.zeros_like(z) for k, z in z_all.items()}, pooled)
     out = []
     for i, ((batch, g), (g_state, rng), dz) in enumerate(zip(micros, saved, grads)):
         g.set_state(g_state)
@@ -113,13 +115,46 @@ def backward_cached(module, micros: list, strategy, accum: int, step: int, autoc
             with autocast:
                 terms, z, _ = module(batch, g, phase="encode")
             check_finite(terms, step)
-            loss = (z * dz).sum()
+            loss = sum((_keyed(z)[k] * d).sum() for k, d in dz.items())
             if isinstance(terms["loss"], Tensor):
                 loss = loss + scaler.scale(terms["loss"] / accum)
-            loss.backward()
+            if isinstance(loss, Tensor):
+                loss.backward()
         out.append(merge_terms(terms, scored))
     if strategy.name != "fsdp":  # FSDP reduce-scattered on the last backward; DDP never synced
         strategy.average_grads(module)
+    return out
+
+
+def _keyed(x) -> dict:
+    """Pooled embeddings as a dict: one tensor (single modality) or ``{name: tensor}``."""
+    return x if isinstance(x, dict) else {None: x} if x is not None else {}
+
+
+def _unkey(d: dict, like: list):
+    return d if isinstance(like[0], dict) else d.get(None)
+
+
+def _by_key(parts: list) -> dict[object, list]:
+    """``{key: [each micro-batch's tensor]}`` over the micro-batches that have the key."""
+    out: dict = {}
+    for part in parts:
+        for k, v in _keyed(part).items():
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def _split(grads: dict, pooled: list) -> list[dict]:
+    """The cached gradient cut back into each micro-batch's rows, per key."""
+    offset = {k: 0 for k in grads}
+    out = []
+    for part in pooled:
+        mine = {}
+        for k, z in _keyed(part).items():
+            n = z.shape[1]
+            mine[k] = grads[k].narrow(1, offset[k], n)
+            offset[k] += n
+        out.append(mine)
     return out
 
 

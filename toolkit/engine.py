@@ -162,6 +162,12 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             group["lr"] = base * lam(int(state["step"]))
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
+        was = int(state.get("world", world))
+        if was != world and main:  # batch-level objectives are defined on the global batch
+            print(f"warning: this run trained on {was} rank(s) and resumes on {world}: the global batch "
+                  f"(batch_size x grad_accum x ranks) changes from {cfg.batch_size * cfg.grad_accum * was} to "
+                  f"{cfg.batch_size * cfg.grad_accum * world}, and with it what contrastive / batch-statistics "
+                  f"objectives optimise", file=sys.stderr)
         if main:
             _truncate_metrics(metrics_path, start)
     elif main and metrics_path.exists():

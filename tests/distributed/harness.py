@@ -31,29 +31,52 @@ OBJECTIVES = {  # name -> objectives config (small projectors: the test is about
 }
 
 
+PAIRED = "paired"  # objectives key: image <-> audio pairs, MAE on each side + the cross-modal CLIP term
+OBJECTIVES[PAIRED] = {"mae": {}}
+
+
 def build(source: str, objectives: dict):
-    """``(model, split step, dataset)`` as ``omnipatch pretrain`` builds them, seeded."""
+    """``(model, split step, dataset)`` as ``omnipatch pretrain`` builds them, seeded; a
+    paired run (image <-> audio manifest) when ``objectives`` is ``OBJECTIVES[PAIRED]``."""
     from omnipatch.config import Config
     from omnipatch.engine import single_modality_step
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import build_model, open_data
+    from omnipatch.paired import PairedCollate, paired_step
+    from omnipatch.pretrain import build_model, open_data, open_run_data
 
     cfg = Config()
-    cfg.data.options = dict(OPTIONS)
     cfg.model.preset, cfg.model.decoder_dim, cfg.model.decoder_depth = "micro", 32, 1
     cfg.objectives = {n: {"weight": 1.0, **a} for n, a in objectives.items()}
+    if objectives is OBJECTIVES[PAIRED]:
+        cfg.data.modality, cfg.data.source = "image,audio", source
+        cfg.data.options = {"image": dict(OPTIONS), "audio": {"seconds": 0.5, "n_mels": 16}}
+        ds, per_modality = open_run_data(cfg)
+        model = build_model(cfg, per_modality)
+        names = ["image", "audio"]
+        step = paired_step(model, {m: MODALITIES.get(m).augment for m in names})
+        return model, step, (ds, PairedCollate(names))
+    cfg.data.options = dict(OPTIONS)
     spec = MODALITIES.get("image")
     ds = open_data(spec, source, cfg.data.options)
     model = build_model(cfg, {"image": ds})
-    return model, single_modality_step(model, "image", spec.augment), ds
+    return model, single_modality_step(model, "image", spec.augment), (ds, None)
 
 
-def micro(ds, k: int):
+def micro(data, k: int):
     """Micro-batch ``k`` and its generator."""
     from omnipatch.batch import collate
     from omnipatch.engine import step_generator
 
-    return collate([ds[i] for i in range(k * B, (k + 1) * B)]), step_generator(SEED, k, torch.device("cpu"))
+    ds, paired = data
+    items = [ds[i] for i in range(k * B, (k + 1) * B)]
+    batch = collate(items) if paired is None else paired(items)[0]
+    return batch, step_generator(SEED, k, torch.device("cpu"))
+
+
+def _cat(parts: list):
+    if parts[0] is None or isinstance(parts[0], torch.Tensor):
+        return None if parts[0] is None else torch.cat(parts, dim=-1 if parts[0].dim() == 1 else 1)
+    return {k: _cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def grads(model) -> dict[str, torch.Tensor]:
@@ -74,7 +97,7 @@ def reference(source: str, objectives: dict, n_micro: int) -> tuple[float, dict]
     loss = sum(sample) / n_micro
     torch.manual_seed(1)  # SIGReg's directions
     if pooled[0] is not None:
-        loss = loss + model.batch_terms(torch.cat(pooled, 1), None if labels[0] is None else torch.cat(labels))["loss"]
+        loss = loss + step.score(_cat(pooled), _cat(labels))["loss"]
     loss.backward()
     return float(loss.detach()), grads(model)
 
@@ -108,8 +131,8 @@ class _NoScaler:
         return x
 
 
-def worker(rank: int, world: int, port: int, source: str, out: str, cases: list) -> None:
-    """Each case ``(label, objective key, strategy name, accum)`` -> ``out/rank{r}.pt``."""
+def worker(rank: int, world: int, port: int, out: str, cases: list) -> None:
+    """Each case ``(label, objective key, strategy name, accum, source)`` -> ``out/rank{r}.pt``."""
     import torch.distributed as dist
 
     from omnipatch.strategy import Strategy
@@ -118,7 +141,7 @@ def worker(rank: int, world: int, port: int, source: str, out: str, cases: list)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     results = {}
-    for label, key, name, accum in cases:
+    for label, key, name, accum, source in cases:
         try:
             results[label] = run_step(source, OBJECTIVES[key], Strategy(name, rank, world), accum)
         except Exception as e:  # noqa: BLE001 - reported by the test, next case still runs

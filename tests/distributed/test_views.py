@@ -36,7 +36,7 @@ def _views(ds, model, world: int) -> dict:
 
 
 def test_ranks_and_accumulation_see_the_same_views(png_folder):
-    model, _, ds = build(str(png_folder / "manifest.csv"), {"mae": {}})
+    model, _, (ds, _) = build(str(png_folder / "manifest.csv"), {"mae": {}})
     with torch.no_grad():
         single = _views(ds, model, 1)
         assert sorted(single) == list(range(STEPS * GLOBAL))
