@@ -220,8 +220,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                 continue
             batch = batch.to(device, non_blocking=True)
             # masks and augmentations: a function of (seed, step, micro, rank) only
-            k = micro_index(step, micro, cfg.grad_accum, world, strategy.rank)
-            micros.append((batch, step_generator(cfg.seed, k, device)))
+            number = micro_index(step, micro, cfg.grad_accum, world, strategy.rank)
+            micros.append((batch, step_generator(cfg.seed, number, device)))
             if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
                 with autocast:
                     health = monitor(batch, step_generator(cfg.seed + 7919, step, device))

@@ -83,13 +83,16 @@ def grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def reference(source: str, objectives: dict, n_micro: int) -> tuple[float, dict]:
+def reference(source: str, objectives: dict, n_micro: int, world: int = 1) -> tuple[float, dict]:
     """One process, one autograd pass over the whole global batch: the mean of the per-sample
-    terms over micro-batches + the batch-level terms on all pooled embeddings."""
+    terms over micro-batches + the batch-level terms on all pooled embeddings.
+
+    The rows are in the order a ``world``-rank run gathers them (rank by rank): the losses do
+    not depend on it, but float32 sums do, at ~2e-5 in a batch-normed projector's weights."""
     model, step, ds = build(source, objectives)
     model.train()
     sample, pooled, labels = [], [], []
-    for k in range(n_micro):
+    for k in [m * world + r for r in range(world) for m in range(n_micro // world)]:
         terms, z, y = step.encode(*micro(ds, k))
         sample.append(terms["loss"])
         pooled.append(z)

@@ -69,7 +69,7 @@ def _check_two_ranks(tmp_path, cases) -> None:
     for label, key, _, accum, source in cases:
         n = WORLD * accum
         if (key, n) not in refs:
-            refs[key, n] = reference(source, OBJECTIVES[key], n)
+            refs[key, n] = reference(source, OBJECTIVES[key], n, WORLD)
         # the logged loss is averaged over ranks (per-sample terms differ by rank)
         if any(isinstance(ranks[r][label], str) for r in range(WORLD)):
             failed.append(f"{label}: {ranks[0][label]!r} {ranks[1][label]!r}")
