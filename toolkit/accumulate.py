@@ -36,11 +36,13 @@ class SplitStep:
     """A training step in two halves, so accumulation can score the whole step's batch.
 
     Args:
-        encode: ``(batch, generator) -> (sample_terms, pooled, labels)``: the per-sample
+        encode: ``(batch, generator, with_terms=True) -> (sample_terms, pooled, labels)``: the per-sample
             terms (with their weighted sum as ``"loss"``) and, when there are batch-level
             objectives, the pooled embeddings ``(V, b, D)`` and labels ``(b,)`` they need
             (``pooled`` is None otherwise); or dicts of those, one entry per group of rows
-            (a paired batch: each modality's rows, the complete pairs).
+            (a paired batch: each modality's rows, the complete pairs). ``with_terms=False``
+            may skip the per-sample terms (only ``pooled`` is used), but must draw the same
+            random numbers before ``pooled`` is made.
         score: ``(pooled, labels) -> batch_terms`` (with ``"loss"``) over any number of rows.
         batched: whether there are batch-level terms (else ``encode`` returns no ``pooled``,
             and plain accumulation is already exact).
@@ -94,7 +96,7 @@ def backward_cached(module, micros: list, strategy, accum: int, step: int, autoc
         for batch, g in micros:
             saved.append((g.get_state(), _rng_state(device)))
             with autocast:
-                _, z, y = module(batch, g, phase="encode")
+                _, z, y = module(batch, g, phase="embed")  # pooled only: no MAE decoder here
             pooled.append(z)
             labels.append(y)
     z_all = {k: torch.cat(z, dim=1).detach().requires_grad_(True) for k, z in _by_key(pooled).items()}

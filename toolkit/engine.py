@@ -88,13 +88,14 @@ def single_modality_step(model: nn.Module, modality: str, augment: Callable, str
     (or the batch itself when one view suffices) through ``model``; split so that
     accumulation scores batch-level objectives over the whole step (:mod:`omnipatch.accumulate`)."""
 
-    def encode(batch: Batch, g: torch.Generator):
+    def encode(batch: Batch, g: torch.Generator, with_terms: bool = True):
         n = model.n_views
         views = [augment(batch, g, strength) for _ in range(n)] if n > 1 else [batch]
         encoded = [model.encode_view(v, modality, g) for v in views]
+        terms = model.sample_terms(encoded) if with_terms else {"loss": 0.0}
         if not model.batch_level:
-            return model.sample_terms(encoded), None, None
-        return model.sample_terms(encoded), torch.stack([v.pooled for v in encoded]), encoded[0].labels
+            return terms, None, None
+        return terms, torch.stack([v.pooled for v in encoded]), encoded[0].labels
 
     return SplitStep(encode, model.batch_terms, batched=model.batch_level)
 
@@ -326,9 +327,10 @@ class StepModule(nn.Module):
 
     def forward(self, batch, generator, phase: str = "step", pooled=None, labels=None):
         """``phase``: ``"step"`` the whole step on one micro-batch; with a :class:`SplitStep`,
-        ``"encode"`` its first half, ``"score"`` its second on ``pooled`` / ``labels``."""
-        if phase == "encode":
-            return self._compute.encode(batch, generator)
+        ``"encode"`` its first half, ``"embed"`` the same without the per-sample terms (the
+        cache's first pass), ``"score"`` its second half on ``pooled`` / ``labels``."""
+        if phase in ("encode", "embed"):
+            return self._compute.encode(batch, generator, phase == "encode")
         if phase == "score":
             return self._compute.score(pooled, labels)
         return self._compute(batch, generator)

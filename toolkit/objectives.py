@@ -105,7 +105,8 @@ class MAEObjective(Objective):
 
 # -- joint-embedding objectives ---------------------------------------------------------------
 class _Projected(Objective):
-    """Base: a projector on pooled latents; ``project(views)`` -> ``(V, B, proj_dim)``."""
+    """Base: a projector on pooled latents; ``project(z (V, B, D_enc))`` -> ``(V, B, proj_dim)``;
+    batch-level (``score`` runs on the global batch)."""
 
     n_views = 2
     batch_level = True

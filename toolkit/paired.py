@@ -163,7 +163,7 @@ def paired_step(model, augment: dict, strength: float = 1.0):
     """
     from omnipatch.accumulate import SplitStep
 
-    def encode(pb: PairedBatch, g: torch.Generator):
+    def encode(pb: PairedBatch, g: torch.Generator, with_terms: bool = True):
         terms, total, pooled, labels = {}, 0.0, {}, {}
         cross, common = model.cross, common_rows(pb)
         n_common = len(next(iter(common.values())))
@@ -173,7 +173,7 @@ def paired_step(model, augment: dict, strength: float = 1.0):
             n = model.n_views
             views = [augment[m](batch, g, strength) for _ in range(n)] if n > 1 else [batch]
             encoded = [model.encode_view(v, m, g) for v in views]
-            t = model.sample_terms(encoded)
+            t = model.sample_terms(encoded) if with_terms else {"loss": 0.0}
             terms.update({f"{m}/{k}": v for k, v in t.items() if k != "loss"})
             total = total + t["loss"]
             if model.batch_level:
