@@ -17,8 +17,9 @@ Batch Size under Memory Limited Setup") makes them exact with memory per micro-b
    step generator for masks and augmentations, and the global RNG), and
    ``per-sample loss / grad_accum + sum(z * dL/dz)`` is backpropagated.
 
-The parameter gradients equal those of one pass over the whole batch. The price is one extra
-encoder forward per micro-batch (about a third more compute).
+The parameter gradients equal those of one pass over the whole batch (tests/distributed). The
+price is one extra encoder forward per micro-batch (the first pass skips the per-sample
+terms, so no MAE decoder there); ``benchmarks/bench_accum.py`` measures memory and time.
 """
 
 from __future__ import annotations
