@@ -7,7 +7,6 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from omnipatch import checkpoint as ckpt
+from omnipatch.accumulate import SplitStep, backward_cached, backward_plain
 from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig, validate_train
 from omnipatch.data import CollateSkipping, step_loader
@@ -34,6 +34,13 @@ def step_generator(seed: int, micro_step: int, device: torch.device) -> torch.Ge
     """The only source of randomness for step ``micro_step`` (augmentations and masks)."""
     g = torch.Generator(device=device if device.type == "cuda" else "cpu")
     return g.manual_seed(seed * 1_000_003 + micro_step)
+
+
+def micro_index(step: int, micro: int, accum: int, world: int, rank: int) -> int:
+    """The global number of ``rank``'s micro-batch ``micro`` of step ``step``: its data (the step
+    sampler) and its generator depend on this alone, so N ranks x ``accum`` and one process x
+    ``N * accum`` see the same micro-batches, masks and augmentations."""
+    return (step * accum + micro) * world + rank
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -76,16 +83,21 @@ class Progress:
             print(file=sys.stderr)
 
 
-def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> Callable:
+def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> SplitStep:
     """``(batch, generator) -> terms`` for one modality: ``model.n_views`` augmented views
-    (or the batch itself when one view suffices) through ``model``."""
+    (or the batch itself when one view suffices) through ``model``; split so that
+    accumulation scores batch-level objectives over the whole step (:mod:`omnipatch.accumulate`)."""
 
-    def compute(batch: Batch, g: torch.Generator) -> dict:
+    def encode(batch: Batch, g: torch.Generator, with_terms: bool = True):
         n = model.n_views
         views = [augment(batch, g, strength) for _ in range(n)] if n > 1 else [batch]
-        return model(views, modality, g)
+        encoded = [model.encode_view(v, modality, g) for v in views]
+        terms = model.sample_terms(encoded) if with_terms else {"loss": 0.0}
+        if not model.batch_level:
+            return terms, None, None
+        return terms, torch.stack([v.pooled for v in encoded]), encoded[0].labels
 
-    return compute
+    return SplitStep(encode, model.batch_terms, batched=model.batch_level)
 
 
 def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator], dict], cfg: TrainConfig,
@@ -151,6 +163,12 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             group["lr"] = base * lam(int(state["step"]))
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
+        was = int(state.get("world", world))
+        if was != world and main:  # batch-level objectives are defined on the global batch
+            print(f"warning: this run trained on {was} rank(s) and resumes on {world}: the global batch "
+                  f"(batch_size x grad_accum x ranks) changes from {cfg.batch_size * cfg.grad_accum * was} to "
+                  f"{cfg.batch_size * cfg.grad_accum * world}, and with it what contrastive / batch-statistics "
+                  f"objectives optimise", file=sys.stderr)
         if main:
             _truncate_metrics(metrics_path, start)
     elif main and metrics_path.exists():
@@ -187,7 +205,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         total = 10**9  # provisional: the budget sets the total after a few timed steps
     train_module.train()
     step = start
+    cached = isinstance(compute, SplitStep) and compute.batched and cfg.grad_accum > 1
     while step < total:
+        micros = []
         for micro in range(cfg.grad_accum):
             batch, bad = next(loader)
             if bad:
@@ -200,24 +220,19 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                                          f"readable samples; clean the data or use a larger batch")
                 continue
             batch = batch.to(device, non_blocking=True)
-            g = step_generator(cfg.seed, (step * cfg.grad_accum + micro) * world + strategy.rank, device)
-            sync = micro == cfg.grad_accum - 1
-            with (train_module.no_sync() if hasattr(train_module, "no_sync") and not sync else nullcontext()):
+            # masks and augmentations: a function of (seed, step, micro, rank) only
+            number = micro_index(step, micro, cfg.grad_accum, world, strategy.rank)
+            micros.append((batch, step_generator(cfg.seed, number, device)))
+            if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
                 with autocast:
-                    terms = train_module(batch, g)
-                loss = terms["loss"]
-                if not torch.isfinite(loss):
-                    vals = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                    raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
-                                         f"check the data for NaN/inf, or set train.precision=fp32")
-                scaler.scale(loss / cfg.grad_accum).backward()
+                    health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
+        backward = backward_cached if cached and len(micros) > 1 else backward_plain
+        for (batch, _), terms in zip(micros, backward(train_module, micros, strategy, cfg.grad_accum, step,
+                                                      autocast, scaler)):
             for k, v in terms.items():
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
             seen += len(batch)
-            if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
-                with autocast:
-                    health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
         scaler.unscale_(opt)  # no-op unless fp16
         if cfg.grad_clip > 0:
             gn = nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
@@ -310,7 +325,14 @@ class StepModule(nn.Module):
         self.model = model
         self._compute = compute
 
-    def forward(self, batch, generator):
+    def forward(self, batch, generator, phase: str = "step", pooled=None, labels=None):
+        """``phase``: ``"step"`` the whole step on one micro-batch; with a :class:`SplitStep`,
+        ``"encode"`` its first half, ``"embed"`` the same without the per-sample terms (the
+        cache's first pass), ``"score"`` its second half on ``pooled`` / ``labels``."""
+        if phase in ("encode", "embed"):
+            return self._compute.encode(batch, generator, phase == "encode")
+        if phase == "score":
+            return self._compute.score(pooled, labels)
         return self._compute(batch, generator)
 
 

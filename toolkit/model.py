@@ -12,11 +12,13 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from omnipatch.accumulate import merge_terms
 from omnipatch.adapter import ModalityAdapter
 from omnipatch.batch import Batch
 from omnipatch.encoder import Encoder, EncoderConfig, pool
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig, MAEDecoder
+from omnipatch.losses.distributed import gather, global_batch
 from omnipatch.masking import MaskResult, MaskSpec, gather_tokens, mask_tokens, random_mask
 from omnipatch.modality import ADAPTERS
 from omnipatch.objectives import OBJECTIVES, View
@@ -129,15 +131,47 @@ class OmniModel(nn.Module):
         their pooled embeddings instead of encoding again).
         """
         encoded = [self.encode_view(v, modality, generator) for v in views]
+        terms = self.sample_terms(encoded)
+        if self.batch_level:
+            terms = merge_terms(terms, self.batch_terms(torch.stack([v.pooled for v in encoded]), encoded[0].labels))
+        return (terms, encoded) if return_views else terms
+
+    @property
+    def batch_level(self) -> bool:
+        """True when an objective needs the whole batch (see :class:`~omnipatch.objectives.Objective`)."""
+        return any(o.batch_level for o in self.objectives.values())
+
+    def sample_terms(self, encoded: list[View]) -> dict[str, Tensor]:
+        """The per-sample objectives' terms on encoded views; ``"loss"``: their weighted sum."""
         terms: dict[str, Tensor] = {}
         total = 0.0
         for name, obj in self.objectives.items():
-            out = obj(self, encoded)
-            for k, v in out.items():
-                terms[k] = v
-            total = total + self.weights[name] * sum(out.values())
+            if not obj.batch_level:
+                out = obj(self, encoded)
+                terms.update(out)
+                total = total + self.weights[name] * sum(out.values())
         terms["loss"] = total
-        return (terms, encoded) if return_views else terms
+        return terms
+
+    def batch_terms(self, pooled: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """The batch-level objectives' terms on pooled embeddings ``(V, B, D)`` of any
+        number of rows (one micro-batch, or all of a step's); ``"loss"``: their weighted sum.
+
+        Under DDP / FSDP the rows of every rank are gathered first (with gradients), so the
+        projectors' batch norm and the losses see the global batch on every rank.
+        """
+        z = gather(pooled, dim=1)
+        labels = None if labels is None else gather(labels.to(z.device))
+        terms: dict[str, Tensor] = {}
+        total = 0.0
+        with global_batch():
+            for name, obj in self.objectives.items():
+                if obj.batch_level:
+                    out = obj.score(z, labels)
+                    terms.update(out)
+                    total = total + self.weights[name] * sum(out.values())
+        terms["loss"] = total
+        return terms
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch, modality: str, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -222,8 +256,9 @@ class CrossModalHead(nn.Module):
     def forward(self, pooled: dict[str, Tensor]) -> Tensor:
         """``pooled``: ``{modality: (P, D)}`` for the P pairs present in every modality."""
         names = list(pooled)
-        z = {m: self.project(pooled[m], m) for m in names}
-        losses = [self.loss(z[a], z[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+        z = {m: self.project(gather(pooled[m]), m) for m in names}  # global batch: batch norm and negatives
+        with global_batch():
+            losses = [self.loss(z[a], z[b]) for i, a in enumerate(names) for b in names[i + 1:]]
         return torch.stack(losses).mean()
 
 

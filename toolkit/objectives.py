@@ -54,11 +54,25 @@ class View:
 
 
 class Objective(nn.Module):
-    """Base: ``forward(model, views) -> dict[str, Tensor]``. ``n_views`` views are needed."""
+    """Base: ``forward(model, views) -> dict[str, Tensor]``. ``n_views`` views are needed.
+
+    A *batch-level* objective (``batch_level = True``: negatives, batch statistics, a batch-norm
+    projector) sees the views only through their pooled embeddings, in ``score(z, labels)``
+    with ``z (V, B, D_enc)``; the model calls it once on the global batch, gathered over ranks
+    and, when accumulating, over micro-batches (:mod:`omnipatch.accumulate`). The others are
+    per-sample: their value on a batch is the mean of their values on its parts.
+    """
 
     n_views: int = 1
+    batch_level: bool = False
 
     def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:  # pragma: no cover
+        if self.batch_level:
+            return self.score(torch.stack([v.pooled for v in views]), views[0].labels)
+        raise NotImplementedError
+
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:  # pragma: no cover
+        """Batch-level terms from pooled embeddings ``z (V, B, D_enc)`` and labels ``(B,)``."""
         raise NotImplementedError
 
 
@@ -89,32 +103,13 @@ class MAEObjective(Objective):
         return {"mae": torch.stack(losses).mean()}
 
 
-@OBJECTIVES.register("contrastive", "NT-Xent between two masked, augmented views (SimCLR)")
-class ContrastiveObjective(Objective):
-    """InfoNCE between projector outputs of two views of each sample.
-
-    Args:
-        temperature: softmax temperature.
-        proj_hidden, proj_dim: projector widths.
-    """
-
-    n_views = 2
-
-    def __init__(self, enc_dim: int, temperature: float = 0.2, proj_hidden: int = 512, proj_dim: int = 128):
-        super().__init__()
-        self.projector = ProjectionHead(enc_dim, proj_hidden, proj_dim)
-        self.loss = NTXentLoss(temperature)
-
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        z1, z2 = (self.projector(v.pooled.float()) for v in views[:2])
-        return {"contrastive": self.loss(z1, z2)}
-
-
 # -- joint-embedding objectives ---------------------------------------------------------------
 class _Projected(Objective):
-    """Base: a projector on pooled latents; ``project(views)`` -> ``(V, B, proj_dim)``."""
+    """Base: a projector on pooled latents; ``project(z (V, B, D_enc))`` -> ``(V, B, proj_dim)``;
+    batch-level (``score`` runs on the global batch)."""
 
     n_views = 2
+    batch_level = True
 
     def __init__(self, enc_dim: int, proj_hidden: int, proj_dim: int, n_views: int = 2):
         super().__init__()
@@ -123,11 +118,30 @@ class _Projected(Objective):
         self.n_views = int(n_views)
         self.projector = ProjectionHead(enc_dim, proj_hidden, proj_dim)
 
-    def project(self, views: list[View]) -> Tensor:
-        if len(views) < self.n_views:
-            raise OmnipatchError(f"{type(self).__name__} needs {self.n_views} views per batch, got {len(views)}")
+    def project(self, z: Tensor) -> Tensor:
+        """Pooled ``(V, B, D_enc)`` -> ``(n_views, B, proj_dim)``."""
+        if len(z) < self.n_views:
+            raise OmnipatchError(f"{type(self).__name__} needs {self.n_views} views per batch, got {len(z)}")
         # one projector pass per view, as the papers do: BatchNorm statistics stay per view
-        return torch.stack([self.projector(v.pooled.float()) for v in views[: self.n_views]])
+        return torch.stack([self.projector(v.float()) for v in z[: self.n_views]])
+
+
+@OBJECTIVES.register("contrastive", "NT-Xent between two masked, augmented views (SimCLR)")
+class ContrastiveObjective(_Projected):
+    """InfoNCE between projector outputs of two views of each sample.
+
+    Args:
+        temperature: softmax temperature.
+        proj_hidden, proj_dim: projector widths.
+    """
+
+    def __init__(self, enc_dim: int, temperature: float = 0.2, proj_hidden: int = 512, proj_dim: int = 128):
+        super().__init__(enc_dim, proj_hidden, proj_dim)
+        self.loss = NTXentLoss(temperature)
+
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        z = self.project(z)
+        return {"contrastive": self.loss(z[0], z[1])}
 
 
 @OBJECTIVES.register("clip", "symmetric InfoNCE across two views/modalities, learnable temperature (CLIP)")
@@ -144,8 +158,8 @@ class CLIPObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim)
         self.loss = CLIPLoss(init_temperature)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        z = self.project(views)
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        z = self.project(z)
         return {"clip": self.loss(z[0], z[1])}
 
 
@@ -164,8 +178,8 @@ class BarlowTwinsObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim)
         self.loss = BarlowTwinsLoss(lambda_param)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        z = self.project(views)
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        z = self.project(z)
         c = self.loss.components(z[0], z[1])
         return {"barlow_inv": c["invariance"], "barlow_red": c["redundancy"]}
 
@@ -186,8 +200,8 @@ class VICRegObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim)
         self.loss = VICRegLoss(lambda_param, mu_param, nu_param)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        z = self.project(views)
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        z = self.project(z)
         c = self.loss.components(z[0], z[1])
         return {"vicreg_inv": c["invariance"], "vicreg_var": c["variance"], "vicreg_cov": c["covariance"]}
 
@@ -211,8 +225,8 @@ class SIGRegObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
         self.loss = LeJEPALoss(lambda_param, num_slices=num_slices)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        c = self.loss.components(self.project(views))
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        c = self.loss.components(self.project(z))
         return {"sigreg": c["sigreg"], "lejepa_pred": c["prediction"]}
 
 
@@ -232,8 +246,8 @@ class MVInfoNCEObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
         self.loss = MVInfoNCELoss(temperature)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        return {"mv_infonce": self.loss(self.project(views))}
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        return {"mv_infonce": self.loss(self.project(z))}
 
 
 @OBJECTIVES.register("dhel", "MV-DHEL: multi-view contrastive loss, alignment decoupled from uniformity "
@@ -252,8 +266,8 @@ class MVDHELObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
         self.loss = MVDHELLoss(temperature)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        return {"dhel": self.loss(self.project(views))}
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        return {"dhel": self.loss(self.project(z))}
 
 
 @OBJECTIVES.register("supcon", "supervised contrastive: same-label samples are positives; needs labels "
@@ -272,9 +286,8 @@ class SupConObjective(_Projected):
         super().__init__(enc_dim, proj_hidden, proj_dim, n_views)
         self.loss = SupConLoss(temperature)
 
-    def forward(self, model: nn.Module, views: list[View]) -> dict[str, Tensor]:
-        labels = views[0].labels
+    def score(self, z: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
         if labels is None:
             raise OmnipatchError("objective 'supcon' needs labels: give the data a label column "
                                  "(manifest 'label') or use an unsupervised objective")
-        return {"supcon": self.loss(self.project(views), labels)}
+        return {"supcon": self.loss(self.project(z), labels)}

@@ -157,10 +157,14 @@ def paired_step(model, augment: dict, strength: float = 1.0):
     ``model.cross.augment``) of each sample encoded without masking (``"full"``, the default:
     what retrieval embeds) or the pooled first masked view the modality's own objectives
     already encoded (``"masked"``, as FLIP).
-    """
 
-    def compute(pb: PairedBatch, g: torch.Generator) -> dict:
-        terms, total, pooled = {}, 0.0, {}
+    A :class:`~omnipatch.accumulate.SplitStep`: its batch-level parts (the CLIP term, each
+    modality's batch-level objectives) score the whole step's batch when accumulating.
+    """
+    from omnipatch.accumulate import SplitStep
+
+    def encode(pb: PairedBatch, g: torch.Generator, with_terms: bool = True):
+        terms, total, pooled, labels = {}, 0.0, {}, {}
         cross, common = model.cross, common_rows(pb)
         n_common = len(next(iter(common.values())))
         if cross is None or len(pb.batches) != len(model.adapters) or n_common < 2:
@@ -168,23 +172,40 @@ def paired_step(model, augment: dict, strength: float = 1.0):
         for m, batch in pb.batches.items():
             n = model.n_views
             views = [augment[m](batch, g, strength) for _ in range(n)] if n > 1 else [batch]
-            t, encoded = model(views, m, g, return_views=True)
-            for k, v in t.items():
-                if k != "loss":
-                    terms[f"{m}/{k}"] = v
+            encoded = [model.encode_view(v, m, g) for v in views]
+            t = model.sample_terms(encoded) if with_terms else {"loss": 0.0}
+            terms.update({f"{m}/{k}": v for k, v in t.items() if k != "loss"})
             total = total + t["loss"]
+            if model.batch_level:
+                pooled[m], labels[m] = torch.stack([v.pooled for v in encoded]), encoded[0].labels
             if cross is None:
                 continue
             if cross.views == "full":  # encode only the complete pairs' samples again
                 view = batch.select(common[m])
                 view = augment[m](view, g, cross.augment) if cross.augment > 0 and m in augment else view
-                pooled[m] = model.embed(view, m)
+                pooled[CROSS + m] = model.embed(view, m)[None]
             else:
-                pooled[m] = encoded[0].pooled[common[m]]
-        if cross is not None:
-            terms["cross"] = cross(pooled)
-            total = total + cross.weight * terms["cross"]
+                pooled[CROSS + m] = encoded[0].pooled[common[m]][None]
+            labels[CROSS + m] = None
+        terms["loss"] = total
+        return terms, pooled, labels
+
+    def score(pooled: dict, labels: dict) -> dict:
+        terms, total = {}, 0.0
+        for m in model.adapters:
+            if m in pooled:
+                t = model.batch_terms(pooled[m], labels[m])
+                terms.update({f"{m}/{k}": v for k, v in t.items() if k != "loss"})
+                total = total + t["loss"]
+        cross = {k[len(CROSS):]: z[0] for k, z in pooled.items() if k.startswith(CROSS)}
+        if cross:
+            terms["cross"] = model.cross(cross)
+            total = total + model.cross.weight * terms["cross"]
         terms["loss"] = total
         return terms
 
-    return compute
+    step = SplitStep(encode, score, batched=True)
+    return step
+
+
+CROSS = "cross:"  # key prefix of the complete pairs' embeddings in a paired step's pooled dict

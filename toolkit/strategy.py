@@ -14,6 +14,7 @@ with ``grad_accum`` doubled see the same micro-batches, the same masks and augme
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +62,36 @@ class Strategy:
                 fully_shard(block, mesh=mesh)
             fully_shard(model, mesh=mesh)  # then everything else at the root
         return model
+
+    def accumulating(self, model: nn.Module, sync: bool):
+        """Context for one backward pass of an accumulated step: gradients are reduced over
+        ranks only when ``sync`` (DDP ``no_sync`` otherwise; FSDP2 keeps unsharded grads)."""
+        if self.distributed and self.name == "fsdp":
+            model.set_requires_gradient_sync(sync)
+        if self.distributed and self.name == "ddp" and not sync:
+            return model.no_sync()
+        return nullcontext()
+
+    def average_grads(self, model: nn.Module) -> None:
+        """Average every parameter's gradient over ranks by hand (after backward passes that
+        DDP did not synchronise). A parameter with a gradient on any rank gets one on every
+        rank (zeros where it had none), as DDP does; one with none anywhere keeps None."""
+        if not self.distributed:
+            return
+        params = [p for p in model.parameters() if p.requires_grad]
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=self.device)
+        dist.all_reduce(has)
+        live = [p for p, h in zip(params, has.tolist()) if h]
+        for p in live:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        for dtype in {p.grad.dtype for p in live}:
+            grads = [p.grad for p in live if p.grad.dtype == dtype]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.world
+            for g, new in zip(grads, flat.split([g.numel() for g in grads])):
+                g.copy_(new.view_as(g))
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average logged scalars over ranks."""

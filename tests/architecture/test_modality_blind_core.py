@@ -40,7 +40,6 @@ KNOWN_HASATTR = {
     ("toolkit/api.py", "__getitem__"): "argument dispatch: an opened Dataset or a source path",
     ("toolkit/finetune.py", "__getitem__"): "argument dispatch: an opened Dataset or a source path",
     ("toolkit/finetune.py", "__len__"): "argument dispatch: an opened Dataset or a source path",
-    ("toolkit/engine.py", "no_sync"): "torch API: DDP has no_sync, FSDP2 / single do not",
     ("toolkit/engine.py", "full_tensor"): "torch API: a DTensor grad norm under FSDP2",
 }
 

@@ -15,9 +15,17 @@ Per-rank batch sizes may differ (they are exchanged first and the rows padded fo
 collective, then trimmed), so every rank must call the loss at every step, even with an
 empty shard. When no process group is initialised (one process, tests, CPU runs) every
 helper is the identity, at no cost.
+
+Objectives whose projector has batch norm gather the *encoder's* pooled embeddings instead
+(before the projector, so its statistics are the global batch's too, as a single process
+would compute them) and call their loss inside :func:`global_batch`, where ``gather`` is the
+identity (the rows are already global) and ``broadcast_`` still makes random draws agree.
 """
 
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -52,7 +60,7 @@ def gather(x: Tensor, dim: int = 0) -> Tensor:
         ``(sum of B over ranks, ...)``; ``x`` itself when not distributed. Tensors that do
         not require gradients (labels) are gathered without autograd.
     """
-    if not is_distributed():
+    if not is_distributed() or getattr(_state, "depth", 0):
         return x
     world = dist.get_world_size()
     n_local = torch.tensor([x.shape[dim]], device=x.device, dtype=torch.long)
@@ -93,6 +101,19 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
+_state = threading.local()
+
+
+@contextmanager
+def global_batch():
+    """Inside this block the tensors are already the global batch: ``gather`` is the identity."""
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+
+
 def broadcast_(x: Tensor, src: int = 0) -> Tensor:
     """Overwrite ``x`` in place with rank ``src``'s copy (no gradients); identity otherwise.
 
@@ -103,4 +124,4 @@ def broadcast_(x: Tensor, src: int = 0) -> Tensor:
     return x
 
 
-__all__ = ["is_distributed", "world_size", "rank", "gather", "broadcast_"]
+__all__ = ["is_distributed", "world_size", "rank", "gather", "global_batch", "broadcast_"]
