@@ -57,8 +57,10 @@ the default recipe stays. On a second unseen voice (``--holdout-voice awb``) the
 ``norm=utterance`` gave 0.400 / 0.273 against 0.193 / 0.167 at random init and raw 0.480 /
 0.287 (911 s at load 8-9); the default recipe
 there clears the bar: 0.527 / 0.487 against 0.260 / 0.327 at random init and raw 0.480 / 0.287
-(392 s at load ~9): awb is a male voice, inside the training voices' formant range; slt
-is outside it. The random
+(392 s at load ~9), and on ``--holdout-voice rms`` too: 0.580 / 0.420 against 0.160 / 0.220
+and raw 0.440 / 0.600 (334 s; raw wins kNN there). awb and rms are male voices, as are three
+of the four each is trained with; slt, the only female one, has formants none of its
+training voices reach. The random
 split (``--holdout-voice none``, the same voices on both sides) gave kNN / linear 0.750 /
 1.000 against 0.404 / 0.910 at random init in an earlier session.
 """
