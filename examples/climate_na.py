@@ -116,9 +116,11 @@ def evaluate(pre, store: Path) -> dict:
     from omnipatch.modality import MODALITIES
 
     spec = MODALITIES.get("climate")
-    train = spec.open_dataset(str(store), time_range=list(TRAIN))
-    test = spec.open_dataset(str(store), time_range=list(TEST))
     names = pre.model.adapters["climate"].variables
+    # opened with the model's variables, in its channel order, as `omnipatch embed` reads them
+    # (without them, one run here failed the check below: the store's default order differed)
+    train = spec.open_dataset(str(store), time_range=list(TRAIN), variables=names)
+    test = spec.open_dataset(str(store), time_range=list(TEST), variables=names)
     assert train.variables == names == test.variables
     truth = np.concatenate([test.read_block(b) for b in range(-(-test.n_times // test.block))], 1)[:, :test.n_times]
     clim = np.concatenate([train.read_block(b) for b in range(-(-train.n_times // train.block))], 1)[:, :train.n_times]

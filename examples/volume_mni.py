@@ -127,7 +127,7 @@ def prepare(root: Path, n_crops: int = 300, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
-def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: str = "mae+contrastive:0.5",
+def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: str | None = None,
         extra: list[str] | None = None) -> dict:
     import torch
 
@@ -142,12 +142,13 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: st
           f"right-hemisphere probe crops of {ROI}^3 voxels (2 mm) in {out / 'data'}")
     run_dir = out / "run"
     opts = {"roi_size": [ROI] * 3, "patch_size": patch, "intensity": "window", "window": [0, 255],
-            "foreground_crop": False, "crops_per_volume": 2048}
+            "crops_per_volume": 2048}
     sets = [f"data.options.{k}={json.dumps(v)}" for k, v in opts.items()]
     sets += ["model.mask_ratio=0.75", "model.block_size=2", "train.lr=1e-3", f"train.warmup_steps={max(1, steps // 10)}",
              "train.log_every=10", f"train.checkpoint_every={steps}", *(extra or [])]
     cli("pretrain", "--modality", "volume", "--data", str(data["left_volume"]), "--out", str(run_dir),
-        "--objective", objective, "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
+        *(["--objective", objective] if objective else []),
+        "--preset", "mini", "--steps", str(steps), "--batch-size", "32",
         *[a for s in sets for a in ("--set", s)], *(["--quiet"] if quiet else []))
     t_train = time.time() - t0
     res = probe_run(run_dir, data, out, quiet=False)
@@ -190,7 +191,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--patch", type=int, default=6, help="cube patch edge in voxels (ROI is 24)")
     p.add_argument("--verbose", action="store_true")
-    add_recipe_args(p, "mae+contrastive:0.5")
+    add_recipe_args(p)  # default: the volume modality's recipe (ModalitySpec.recipe)
     a = p.parse_args()
     run(Path(a.out), a.steps, a.patch, quiet=not a.verbose, objective=a.objective, extra=a.set)
 
