@@ -27,12 +27,14 @@ and prints (measured on a 2-core AMD EPYC shared with other jobs, load ~2, ``OMP
 
     pretraining: 300 steps in 115 s; masked reconstruction loss 1.2246 -> 0.5571
     held-out rows (143), 30 % of cells missing     linear    kNN
+      logistic regression, complete table          0.986      -
       logistic regression, mean-imputed raw        0.937      -
       pretrained encoder                           0.958  0.937
       random-init encoder                          0.937  0.909
       raw features (mean-imputed columns)          0.944  0.741
 
-(the last row is ``omnipatch report``'s baseline: the same logistic-regression probe on the
+(the first row, added this session, is the reference on the same rows before any cell was
+removed; the last row is ``omnipatch report``'s baseline: the same logistic-regression probe on the
 table's columns, missing cells imputed with the training mean). Pretraining beats both, but
 random init by only 0.021: on this small, easy table a random tokeniser already separates
 the classes well. Neither 600 steps (0.958 / 0.930) nor augmentation strength 1.0 (0.951 /
@@ -42,7 +44,14 @@ Over missing-cell patterns and splits ``--seed 0 / 1 / 2``, the linear probe on 
 embeddings scored 0.958 / 0.944 / 0.951 against mean-imputed logistic regression's 0.937 /
 0.937 / 0.944 (random init: 0.937 / 0.930 / 0.923). MAE + NT-Xent (the first recipe) gave
 0.944 at seed 0; the periodic numeric embedding (``data.options.numeric_embedding=periodic``)
-0.923.
+0.923; ``--set model.mask_ratio=0.3`` (fewer cells hidden, since 30 % are already missing)
+0.951 / 0.937 (load 9-11, 1170 s wall).
+
+The bar of the issue (linear probe 0.05 above random init, i.e. 0.987 here) is out of reach on
+this split: the same logistic regression on the **complete** table, before any cell is removed,
+scores 0.986 at seed 0 (0.965 at seeds 1 and 2), and on IterativeImputer-filled columns 0.965
+(0.965 / 0.944). Random init already reaches 0.937, so the margin left to any encoder of the
+incomplete table is at most about 0.03.
 """
 
 from __future__ import annotations
@@ -98,6 +107,20 @@ def baseline(paths: dict[str, Path]) -> float:
     return linear_accuracy(imp.transform(tr[feats]), tr["label"], imp.transform(te[feats]), te["label"])
 
 
+def complete_table_ceiling(paths: dict[str, Path]) -> float:
+    """The same logistic regression on the split's rows with no cell removed: what any
+    encoder of the incomplete table can at best approach."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    from omnipatch.eval import linear_accuracy
+
+    full = load_breast_cancer(as_frame=True).data
+    rows = lambda split: [int(i.split("_")[1]) for i in pd.read_csv(paths[split])["id"]]  # noqa: E731
+    tr, te = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
+    return linear_accuracy(full.iloc[rows("train")], tr["label"], full.iloc[rows("test")], te["label"])
+
+
 def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | None = None, seed: int = 0) -> dict:
     from omnipatch.engine import read_metrics
 
@@ -113,17 +136,18 @@ def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | N
         "--quiet", *[a for s in sets for a in ("--set", s)])
     t_train = time.time() - t0
     res = probe_run(run_dir, paths, out)
-    base = baseline(paths)
+    base, ceiling = baseline(paths), complete_table_ceiling(paths)
     recs = [r for r in read_metrics(run_dir / "metrics.jsonl") if "mae" in r]
     first, last = recs[0]["mae"], float(np.mean([r["mae"] for r in recs[-3:]]))
     n_test = sum(1 for _ in csv.reader(open(paths["test"]))) - 1
     print(f"\npretraining: {steps} steps in {t_train:.0f} s; masked reconstruction loss {first:.4f} -> {last:.4f}")
     print(f"held-out rows ({n_test}), 30 % of cells missing     linear    kNN")
+    print(f"  {'logistic regression, complete table':<40} {ceiling:>7.3f}      -")
     print(f"  {'logistic regression, mean-imputed raw':<40} {base:>7.3f}      -")
     for name, r in res.items():
         print(f"  {LABELS[name]:<40} {r['linear']:>7.3f}  {r['knn']:>5.3f}")
     result = {"steps": steps, "seconds": round(time.time() - t0, 1), "mae_first": first, "mae_last": last,
-              "baseline_mean_imputed_logreg": base, **res}
+              "baseline_mean_imputed_logreg": base, "complete_table_logreg": ceiling, **res}
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result
 
