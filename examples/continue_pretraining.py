@@ -19,6 +19,16 @@ embeddings), for each run, its random init and the raw pixels.
 
 Prints the first / last logged MAE loss of each run (each logged value is the mean over
 ``log_every`` = 10 steps) and the probe table (README, "Start from a public checkpoint").
+Measured (``--steps-a 150 --steps 200``, seeds 0 / 1 of the digits runs, a loaded 2-core CPU)::
+
+    run                    steps first mae  last mae    kNN  linear   (450 held-out digits)
+    A: MNIST 5k              150    1.1489    0.8147  0.918   0.960
+    B: digits, --init A      200    0.7356    0.6199  0.962   0.960     seed 1: 0.7445 0.6480 0.971 0.973
+    B: digits, scratch       200    1.0497    0.6365  0.956   0.976     seed 1: 1.0426 0.6517 0.960 0.953
+    raw features                                      0.969   0.973
+
+The continued run starts below A's last loss and ends lower than scratch; kNN beats scratch in both
+seeds, the linear probe in one of two (within noise on 450 images).
 """
 
 from __future__ import annotations
@@ -74,7 +84,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="runs/continue")
     ap.add_argument("--steps-a", type=int, default=400, help="steps of run A (MNIST)")
     ap.add_argument("--steps", type=int, default=200, help="steps of each digits run")
-    ap.add_argument("--only", choices=[d for _, d in RUNS], help="run one of the three (the others must exist)")
+    ap.add_argument("--seed", type=int, default=0, help="train.seed of the digits runs (order, masks, init)")
+    ap.add_argument("--only", choices=[d for _, d in RUNS] + ["probe"],
+                    help="train one of the three runs, or only probe the three existing runs")
     a = ap.parse_args(argv)
     out = Path(a.out)
     digits = write_digits(out / "digits")
@@ -83,8 +95,11 @@ def main(argv=None) -> dict:
             "B_scratch": (digits["train"], a.steps, None)}
     for d, (data, steps, init) in todo.items():
         if a.only in (None, d):
-            pretrain(demo_config(data, steps), out / d, quiet=True, overwrite=True, report=False, init=init)
-    if a.only:
+            cfg = demo_config(data, steps)
+            if d != "A":
+                cfg.train.seed = a.seed
+            pretrain(cfg, out / d, quiet=True, overwrite=True, report=False, init=init)
+    if a.only and a.only != "probe":
         return {}
     res = {}
     for name, d in RUNS:
