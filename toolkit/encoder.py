@@ -28,7 +28,10 @@ from omnipatch.registry import Registry
 class EncoderConfig:
     """Attributes: width ``dim``, ``depth`` blocks, ``num_heads``, MLP ``mlp_ratio``;
     ``qkv_bias``; ``init_values`` layer scale (None: none; DINOv2 uses it); ``norm_eps``
-    (timm 1e-6, Hugging Face ViT/ViTMAE 1e-12); ``class_token`` (a prefix token, as ViT)."""
+    (timm 1e-6, Hugging Face ViT/ViTMAE 1e-12); ``class_token`` (a prefix token, as ViT);
+    ``final_norm`` (the LayerNorm ``norm`` after the blocks; without it ``norm`` is the
+    identity and holds no tensors, as VideoMAE with ``use_mean_pooling`` and timm's
+    ``final_norm=False`` / ``fc_norm`` models)."""
 
     dim: int = 192
     depth: int = 12
@@ -38,6 +41,7 @@ class EncoderConfig:
     init_values: float | None = None
     norm_eps: float = 1e-6
     class_token: bool = False
+    final_norm: bool = True
 
 
 PRESETS: Registry[EncoderConfig] = Registry("encoder preset")
@@ -60,7 +64,7 @@ class Encoder(nn.Module):
             nn.init.normal_(self.cls_token, std=1e-6)  # timm's init
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.init_values,
                                           cfg.norm_eps) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
         self.grad_checkpointing = False
         self.apply(_init_weights)
 

@@ -40,6 +40,35 @@ def test_pretrain_init_from_run_starts_from_its_weights(digits, tmp_path, capsys
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
+@pytest.mark.slow
+def test_initialised_model_computes_the_runs_loss_on_its_data_and_refits_statistics(digits, tmp_path):
+    """Continued pretraining starts where A left off: a model of A's recipe initialised from A
+    has A's MAE loss on A's data (same batch, same masks); on new data the normalisation is
+    fitted to the new data, as a scratch run's."""
+    import omnipatch
+    from omnipatch.batch import collate
+    from omnipatch.init import init_model
+    from omnipatch.init.run import build_initialised
+    from omnipatch.model import OmniModel
+
+    assert _pretrain(digits["train"], tmp_path / "A") == 0
+    cfg = ckpt.load_config(tmp_path / "A")
+    a = OmniModel.from_config(cfg["model"])
+    ckpt.load_weights(tmp_path / "A", a)
+    torch.manual_seed(1)
+    same, _ = init_model(OmniModel.from_config(cfg["model"]), str(tmp_path / "A"))  # fresh weights, then A's
+    pre = omnipatch.load(tmp_path / "A")
+    batch = collate([pre.open(str(digits["train"]))[i] for i in range(32)])
+    losses = [float(m.eval()([batch] * m.n_views, "image", torch.Generator().manual_seed(3))["mae"]) for m in (a, same)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6) and losses[0] > 0
+    opts = json.loads(OPTS)
+    other, _ = build_initialised(str(tmp_path / "A"), "image", digits["test"], opts, quiet=True)
+    fitted = other.adapters["image"].config()
+    assert fitted["mean"] != a.adapters["image"].config()["mean"]
+    test_mean = float(torch.stack([s.x.float().mean() for s in pre.open(str(digits["test"]))]).mean())
+    assert fitted["mean"][0] == pytest.approx(test_mean, abs=1e-4)
+
+
 def test_finetune_and_load_from_hugging_face_vitmae(digits, tmp_path, capsys):
     tr = pytest.importorskip("transformers")
     torch.manual_seed(0)

@@ -128,6 +128,29 @@ def test_videomae_encoder_and_decoder_load(tmp_path):
                                    hf.videomae(pixel_values=x).last_hidden_state, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("bias", [{}, {"qv_bias": False}])
+def test_videomae_default_config_loads_strict(tmp_path, bias):
+    """VideoMAE's defaults (``use_mean_pooling``: no final LayerNorm; ``qv_bias``) at a tiny
+    size: every trunk tensor is found (``--init-strict``) and the encoder output is HF's."""
+    tr = pytest.importorskip("transformers")
+    cfg = tr.VideoMAEConfig(image_size=16, patch_size=4, num_frames=4, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=37, decoder_hidden_size=32,
+                            decoder_num_hidden_layers=1, decoder_num_attention_heads=4, decoder_intermediate_size=37,
+                            **bias)
+    torch.manual_seed(0)
+    hf = tr.VideoMAEForPreTraining(cfg).eval()
+    _randomise(hf)
+    hf.save_pretrained(tmp_path / "vmae")
+    model, report = init_model(scratch(VideoAdapter(3, [2, 4, 4], 64)), str(tmp_path / "vmae"), strict=True)
+    assert report.names("new") == [n for n in report.names("new") if not n.startswith("encoder.")]
+    assert not any(k.startswith("encoder.norm.") for k in model.state_dict())  # the blocks' output, as HF's
+    assert ("encoder.blocks.0.attn.qkv.bias" in report.names("loaded")) == bias.get("qv_bias", True)
+    x = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(tokens_through(model.eval(), "video", x.transpose(1, 2)),
+                                   hf.videomae(pixel_values=x).last_hidden_state, atol=1e-5, rtol=0)
+
+
 def test_missing_weights_file_is_one_line_naming_path_and_how_to_get_it(tmp_path):
     pytest.importorskip("timm")
     missing = tmp_path / "nope.safetensors"

@@ -155,6 +155,7 @@ def read_timm(name: str, path: str | None) -> SourceWeights:
     """``timm:NAME=FILE``: the architecture from timm (built on the meta device, no weights)."""
     import timm
     from timm.models.vision_transformer import VisionTransformer
+    from torch import nn
 
     try:
         with torch.device("meta"):
@@ -180,7 +181,7 @@ def read_timm(name: str, path: str | None) -> SourceWeights:
     enc = dict(dim=model.embed_dim, depth=len(model.blocks), num_heads=blk.attn.num_heads,
                mlp_ratio=blk.mlp.fc1.out_features / model.embed_dim, qkv_bias=blk.attn.qkv.bias is not None,
                init_values=1e-5 if "blocks.0.ls1.gamma" in sd else None, norm_eps=blk.norm1.eps,
-               class_token=model.cls_token is not None)
+               class_token=model.cls_token is not None, final_norm=not isinstance(model.norm, nn.Identity))
     state = {k: v for k, v in sd.items() if k.startswith(("blocks.", "norm."))}
     pos = sd.get("pos_embed")
     if model.cls_token is not None:
@@ -332,9 +333,12 @@ def read_hf(folder: Path, cfg: dict) -> SourceWeights:
                                                            enc_sd.get("embeddings.position_embeddings"), True)
     enc = dict(dim=D, depth=depth, num_heads=cfg["num_attention_heads"],
                mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / D,  # Dinov2 ignores intermediate_size
-               qkv_bias=bool(cfg.get("qkv_bias", True)),
+               qkv_bias=bool(cfg.get("qv_bias", cfg.get("qkv_bias", True))),  # VideoMAE: qv_bias (transformers 5)
                init_values=float(cfg.get("layerscale_value", 1.0)) if kind == "dinov2" else None,
-               norm_eps=float(cfg.get("layer_norm_eps", 1e-12)), class_token=kind != "videomae")
+               norm_eps=float(cfg.get("layer_norm_eps", 1e-12)), class_token=kind != "videomae",
+               # VideoMAE with mean pooling (its default) has no final LayerNorm: the blocks' output
+               # goes to the decoder (and to the classifier's fc_norm after pooling) as it is
+               final_norm=not (kind == "videomae" and cfg.get("use_mean_pooling", True)))
     dec = None
     if kind in ("vit_mae", "videomae") and any(k.startswith("decoder.") for k in sd):
         dec, dec_state = _hf_decoder(sd, cfg, kind, grid)
