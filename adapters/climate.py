@@ -305,11 +305,9 @@ def save_maps(pictures: dict[str, Tensor], out: str | Path, variables: list[str]
         variables: names for the row labels.
         sample, step: which sample of the batch and which time step to draw.
     """
-    import matplotlib
+    from omnipatch.plots import finish, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = [k for k in ("original", "masked", "reconstruction") if k in pictures]
     V = pictures[cols[0]].shape[1]
     fig, axes = plt.subplots(V, len(cols), figsize=(3.2 * len(cols), 2.4 * V), squeeze=False)
@@ -328,8 +326,4 @@ def save_maps(pictures: dict[str, Tensor], out: str | Path, variables: list[str]
             if j == 0:
                 ax.set_ylabel(variables[i] if i < len(variables) else f"var {i}", fontsize=9)
         fig.colorbar(im, ax=list(axes[i]), shrink=0.8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out, title, tight=False)

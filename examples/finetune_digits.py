@@ -105,12 +105,9 @@ def reusable(ft_dir: Path, cfg) -> dict | None:
 
 
 def save_plot(results: list[dict], path: Path) -> None:
-    import matplotlib
+    from omnipatch.plots import finish, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     for mode, style in zip(MODES, ("--", "-")):
         for init, colour in (("pretrained", "tab:blue"), ("scratch", "tab:orange")):
             pts = sorted((r["fraction"], r["test_accuracy"]) for r in results if r["mode"] == mode and r["init"] == init)
@@ -123,9 +120,7 @@ def save_plot(results: list[dict], path: Path) -> None:
     ax.set_title("digits: pretrained vs from scratch")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:

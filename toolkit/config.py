@@ -67,6 +67,8 @@ class TrainConfig:
     monitor_every: int = 50  # embedding-health check (RankMe, std, alignment); 0 = off
     device: str = "auto"
     strategy: str = "auto"  # single | ddp | fsdp; auto = ddp under torchrun with >1 rank
+    # jsonl | tensorboard | wandb | mlflow (omnipatch.loggers); RUN_DIR/metrics.jsonl is always written
+    loggers: list = field(default_factory=lambda: ["jsonl"])
 
 
 def _bf16_get(self) -> bool:  # deprecated alias of precision (old configs, checkpoints, scripts)
@@ -123,6 +125,9 @@ def _coerce(value: Any, like: Any, key: str) -> Any:
         if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         return value
+    if isinstance(like, list):  # "a,b" or a JSON list
+        parsed = _parse_scalar(value)
+        return parsed if isinstance(parsed, list) else [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(like, bool):
         if value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -297,6 +302,9 @@ def validate_train(train: TrainConfig) -> TrainConfig:
             check_range(key, getattr(train, name), kind, lo, hi, lo_open, hi_open)
     if train.batch_size == 1:
         raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
+    from omnipatch.loggers import check
+
+    train.loggers = check(train.loggers)  # known names whose packages are installed
     return train
 
 

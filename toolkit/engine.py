@@ -1,5 +1,6 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation, measured precision, clipping,
-non-finite checks, progress, JSONL metrics, atomic checkpoints, exact resume."""
+non-finite checks, progress (:mod:`omnipatch.progress`), metrics to the run's loggers
+(:mod:`omnipatch.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig, validate_train
 from omnipatch.data import CollateSkipping, step_loader
 from omnipatch.errors import OmnipatchError
+from omnipatch.loggers import Loggers, open_loggers, read_metrics
+from omnipatch.progress import Progress
 from omnipatch.strategy import make_strategy
 
 
@@ -61,28 +64,6 @@ def lr_lambda(total: int, warmup: int, min_ratio: float) -> Callable[[int], floa
     return f
 
 
-class Progress:
-    """One-line progress bar on a terminal; a line every ``every`` updates otherwise."""
-
-    def __init__(self, total: int, start: int, every: int = 100):
-        self.total, self.t0, self.s0, self.every = total, time.time(), start, every
-        self.tty = sys.stderr.isatty()
-
-    def update(self, step: int, text: str) -> None:
-        done = step - self.s0
-        el = time.time() - self.t0
-        eta = el / max(done, 1) * (self.total - step)
-        line = f"step {step}/{self.total} {text} | ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        if self.tty:
-            print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
-        elif step % self.every == 0 or step == self.total:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
-
-
 def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> SplitStep:
     """``(batch, generator) -> terms`` for one modality: ``model.n_views`` augmented views
     (or the batch itself when one view suffices) through ``model``; split so that
@@ -102,7 +83,8 @@ def single_modality_step(model: nn.Module, modality: str, augment: Callable, str
 
 def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator], dict], cfg: TrainConfig,
         run_dir: str | Path, config: dict, resume: bool = False, num_workers: int = 0,
-        quiet: bool = False, collate: Callable | None = None, monitor: Callable | None = None) -> dict:
+        quiet: bool = False, collate: Callable | None = None, monitor: Callable | None = None,
+        loggers: Loggers | None = None) -> dict:
     """Train ``model`` on ``dataset``; returns a summary (steps, first/last logged losses).
 
     Args:
@@ -114,6 +96,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         monitor: ``(batch, generator) -> health metrics`` run every ``cfg.monitor_every``
             steps with its own generator (never changes the run); a collapse is logged as a
             warning and shown in the progress bar (see :mod:`omnipatch.monitors`).
+        loggers: where the metrics go (:func:`omnipatch.loggers.open_loggers`, opened by the
+            caller, who may add pictures after the run and closes them); by default the
+            backends of ``cfg.loggers``, opened here and closed at the end.
     """
     run_dir = Path(run_dir)
     strategy = make_strategy(cfg.strategy, cfg.device)
@@ -169,10 +154,9 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                   f"(batch_size x grad_accum x ranks) changes from {cfg.batch_size * cfg.grad_accum * was} to "
                   f"{cfg.batch_size * cfg.grad_accum * world}, and with it what contrastive / batch-statistics "
                   f"objectives optimise", file=sys.stderr)
-        if main:
-            _truncate_metrics(metrics_path, start)
-    elif main and metrics_path.exists():
-        metrics_path.unlink()
+    own_loggers = loggers is None
+    if own_loggers:  # metrics.jsonl from the start, or truncated to the checkpoint on resume
+        loggers = open_loggers(cfg.loggers, run_dir, config, start, resume, main)
 
     def save(step: int) -> None:  # collective under FSDP: every rank gathers, rank 0 writes
         weights = {k.removeprefix("model."): v for k, v in strategy.model_state(step_module).items()}
@@ -194,7 +178,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
 
     precision = resolve_precision(cfg.precision, device, run_dir, write=main, resume=resume)  # RUN_DIR/precision.json
     autocast, scaler = precision.autocast(), precision.scaler()
-    progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1))
+    progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1), enabled=main and not quiet)
     acc: dict[str, float] = {}
     health: dict[str, float] = {}
     n_acc, seen, t_log = 0, 0, time.time()
@@ -249,8 +233,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             if isinstance(config.get("run"), dict):  # a resume continues these steps
                 config["run"]["train"].update(steps=total, budget=0.0)
             if main:
-                print(f"\nbudget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
-                      f"{total} steps", file=sys.stderr, flush=True)
+                progress.write(f"budget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
+                               f"{total} steps")
         if done % cfg.log_every == 0 or done == total:
             dt = time.time() - t_log
             terms_mean = strategy.mean({k: v / max(n_acc, 1) for k, v in acc.items()})
@@ -261,11 +245,10 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
 
                 rec.update({f"health/{k}": v for k, v in health.items()})
                 if collapsed(health) and main:
-                    print(f"\nwarning: step {done}: embeddings look collapsed ({describe(health)}); "
-                          f"try a lower lr, more augmentation, or another objective", file=sys.stderr)
+                    progress.write(f"warning: step {done}: embeddings look collapsed ({describe(health)}); "
+                                   f"try a lower lr, more augmentation, or another objective")
             if main:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                loggers.scalars(done, {k: v for k, v in rec.items() if k != "step"})
                 if not quiet:
                     terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items()
                                          if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/"))
@@ -280,11 +263,14 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         step = done
     if total == 0:  # --steps 0: the initial weights, so a random-init baseline is a real run
         save(0)
-    if not quiet and main:
-        progress.close()
+    progress.close()
     records = read_metrics(metrics_path) if main else []
-    if main:
-        plot_curve(records, run_dir / "loss_curve.png")
+    if main and records:
+        from omnipatch.plots import save_loss_curve
+
+        loggers.image("loss_curve", save_loss_curve(records, run_dir / "loss_curve.png"), total)
+    if own_loggers:
+        loggers.close()
     return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
             "train_config": asdict(cfg), "precision": precision.name, "rank": strategy.rank, "world": world}
 
@@ -336,51 +322,4 @@ class StepModule(nn.Module):
         return self._compute(batch, generator)
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of ``metrics.jsonl``; a torn last line (a kill mid-write) is dropped."""
-    p = Path(path)
-    if not p.exists():
-        return []
-    lines = [line for line in p.read_text(errors="replace").splitlines() if line.strip()]
-    out = []
-    for n, line in enumerate(lines):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            if n == len(lines) - 1:
-                break
-            raise OmnipatchError(f"{p}: line {n + 1} is not JSON (a corrupt metrics file)") from None
-        if not isinstance(rec, dict) or "step" not in rec:
-            raise OmnipatchError(f"{p}: line {n + 1} is not a metrics record")
-        out.append(rec)
-    return out
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop records logged after the checkpoint (they will be logged again)."""
-    keep = [r for r in read_metrics(path) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
-
-
-def plot_curve(records: list[dict], out: str | Path) -> None:
-    """Loss curve(s) per logged term to a PNG."""
-    if not records:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in records[0] if k not in ("step", "lr", "samples_per_s", "grad_norm")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    steps = [r["step"] for r in records]
-    for ax, k in zip(axes[0], keys):
-        ax.plot(steps, [r.get(k, float("nan")) for r in records])
-        ax.set_title(k)
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-
-
-__all__ = ["fit", "Batch"]
+__all__ = ["fit", "Batch", "read_metrics"]

@@ -1,5 +1,8 @@
 """Pictures for humans: reconstructions (original / masked / reconstructed), embedding maps,
-retrieval results (query + top-k thumbnails)."""
+retrieval results (query + top-k thumbnails), loss curves.
+
+The one place matplotlib is set up (:func:`pyplot`, :func:`finish`); adapters and examples
+draw through these two as well."""
 
 from __future__ import annotations
 
@@ -19,12 +22,14 @@ def pyplot():
     return plt
 
 
-def finish(fig, out: str | Path, title: str = "") -> Path:
-    """Title, tight layout, save at 100 dpi, close: the end of every picture here."""
+def finish(fig, out: str | Path, title: str = "", tight: bool = True, dpi: int = 100) -> Path:
+    """Title, tight layout (off for figures with colour bars placed by hand), save, close:
+    the end of every picture."""
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    if tight:
+        fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
     pyplot().close(fig)
     return Path(out)
 
@@ -60,6 +65,19 @@ def save_reconstruction(pictures: dict[str, Tensor], out: str | Path, n: int = 8
             axes[i, j].set_yticks([])
             if j == 0:
                 axes[i, j].set_ylabel(r, fontsize=8)
+    return finish(fig, out)
+
+
+def save_loss_curve(records: list[dict], out: str | Path) -> Path:
+    """One panel per logged loss term (``metrics.jsonl`` records) against the step."""
+    plt = pyplot()
+    keys = [k for k in records[0] if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    steps = [r["step"] for r in records]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(steps, [r.get(k, float("nan")) for r in records])
+        ax.set_title(k)
+        ax.set_xlabel("step")
     return finish(fig, out)
 
 

@@ -225,8 +225,21 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
 
         compute = paired_step(model, {m: MODALITIES.get(m).augment for m in names}, cfg.data.augment_strength)
         collate, monitor = PairedCollate(names), None
-    summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config,
-                  resume=resume, num_workers=cfg.data.num_workers, quiet=quiet, collate=collate, monitor=monitor)
+    from omnipatch.loggers import open_loggers
+
+    start = int((ckpt.load_train_state(out) or {}).get("step", 0)) if resume else 0
+    with open_loggers(cfg.train.loggers, out, config, start, resume, main) as loggers:
+        summary = fit(model, dataset, compute=compute, cfg=cfg.train, run_dir=out, config=config, resume=resume,
+                      num_workers=cfg.data.num_workers, quiet=quiet, collate=collate, monitor=monitor,
+                      loggers=loggers)
+        _finish(cfg, model, dataset, per_modality, names, out, labels, report, summary, loggers)
+    return summary
+
+
+def _finish(cfg: Config, model: OmniModel, dataset, per_modality: dict, names: list[str], out: Path, labels,
+            report: bool, summary: dict, loggers) -> None:
+    """After training: the reconstruction picture(s) and the "did pretraining help?" report,
+    each picture also to the run's loggers (at the last step)."""
     pics = []
     if summary["rank"] == 0 and "mae" in model.objectives:
         if summary["world"] > 1:  # sharded / wrapped during training: draw with the saved weights
@@ -234,6 +247,8 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
             ckpt.load_weights(out, model)
         pics = [save_reconstruction_picture(model, ds, m, out, suffix=f"_{m}" if len(names) > 1 else "")
                 for m, ds in per_modality.items()]
+        for pic in pics:
+            loggers.image(pic.stem, pic, summary["steps"])
     summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
     has_labels = labels or getattr(dataset, "classes", None)
@@ -243,11 +258,11 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         try:
             rep = did_it_help(out, labels=labels, seed=cfg.train.seed)
             summary["report"], summary["report_summary"] = rep["path"], rep["summary"]
+            loggers.image("report_map", rep.get("map"), summary["steps"])
         except OmnipatchError as e:
             if labels:  # asked for: say why not
                 raise
             summary["report_summary"] = f"no report: {e}"
-    return summary
 
 
 def save_reconstruction_picture(model: OmniModel, dataset, modality: str, out: Path, n: int = 8,

@@ -14,6 +14,7 @@ from omnipatch.errors import OmnipatchError
 LOCK = ".omnipatch.lock"
 #: what ``pretrain`` writes into RUN_DIR; ``--overwrite`` removes exactly these
 ARTEFACTS = ("checkpoint", "checkpoint.old", "metrics.jsonl", "run_config.json", "plan.json", "loss_curve.png",
+             "tensorboard", "wandb", "mlflow",
              "report.md", "report.json", "init_report.json", "skipped.jsonl")
 ARTEFACT_GLOBS = ("reconstruction*.png", "skipped.rank*.jsonl", ".checkpoint-*")
 
