@@ -268,7 +268,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     if main and records:
         from omnipatch.plots import save_loss_curve
 
-        loggers.image("loss_curve", save_loss_curve(records, run_dir / "loss_curve.png"), total)
+        loggers.picture("loss_curve", save_loss_curve(records, run_dir / "loss_curve.png"), total)
     if own_loggers:
         loggers.close()
     return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},

@@ -4,7 +4,7 @@ Every backend takes the same calls from the engine and from ``pretrain``:
 
 - ``scalars(step, values)``: one record per ``train.log_every`` steps: every loss term, ``lr``,
   ``grad_norm``, ``samples_per_s`` and the embedding-health monitors (``health/...``);
-- ``image(tag, png, step)``: the pictures a run draws (``loss_curve``, ``reconstruction``,
+- ``picture(tag, png, step)``: the pictures a run draws (``loss_curve``, ``reconstruction``,
   ``report_map``), as the PNG files it wrote into the run directory;
 - ``close()``.
 
@@ -63,10 +63,10 @@ class Loggers:
         for b in self.backends:
             b.scalars(step, values)
 
-    def image(self, tag: str, png: str | Path, step: int) -> None:
+    def picture(self, tag: str, png: str | Path, step: int) -> None:
         if png and Path(png).is_file():
             for b in self.backends:
-                b.image(tag, Path(png), step)
+                b.picture(tag, Path(png), step)
 
     def close(self) -> None:
         for b in self.backends:
@@ -118,7 +118,7 @@ class JsonlLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
 
-    def image(self, tag: str, png: Path, step: int) -> None:
+    def picture(self, tag: str, png: Path, step: int) -> None:
         pass  # the PNG is already in the run directory
 
     def close(self) -> None:
@@ -184,7 +184,7 @@ class TensorBoardLogger:
             self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
-    def image(self, tag: str, png: Path, step: int) -> None:
+    def picture(self, tag: str, png: Path, step: int) -> None:
         self.writer.add_image(tag, _rgb(png), step, dataformats="HWC")
         self.writer.flush()
 
@@ -218,7 +218,7 @@ class WandbLogger:
     def scalars(self, step: int, values: dict[str, float]) -> None:
         self.run.log(dict(values), step=step)
 
-    def image(self, tag: str, png: Path, step: int) -> None:
+    def picture(self, tag: str, png: Path, step: int) -> None:
         self.run.log({tag: self.wandb.Image(str(png))}, step=step)
 
     def close(self) -> None:
@@ -265,7 +265,7 @@ class MlflowLogger:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
-    def image(self, tag: str, png: Path, step: int) -> None:
+    def picture(self, tag: str, png: Path, step: int) -> None:
         self.client.log_artifact(self.run_id, str(png), artifact_path="pictures")
 
     def close(self) -> None:

@@ -248,7 +248,7 @@ def _finish(cfg: Config, model: OmniModel, dataset, per_modality: dict, names: l
         pics = [save_reconstruction_picture(model, ds, m, out, suffix=f"_{m}" if len(names) > 1 else "")
                 for m, ds in per_modality.items()]
         for pic in pics:
-            loggers.image(pic.stem, pic, summary["steps"])
+            loggers.picture(pic.stem, pic, summary["steps"])
     summary["reconstruction"] = ", ".join(str(p) for p in pics)
     summary["run_dir"] = str(out)
     has_labels = labels or getattr(dataset, "classes", None)
@@ -258,7 +258,7 @@ def _finish(cfg: Config, model: OmniModel, dataset, per_modality: dict, names: l
         try:
             rep = did_it_help(out, labels=labels, seed=cfg.train.seed)
             summary["report"], summary["report_summary"] = rep["path"], rep["summary"]
-            loggers.image("report_map", rep.get("map"), summary["steps"])
+            loggers.picture("report_map", rep.get("map"), summary["steps"])
         except OmnipatchError as e:
             if labels:  # asked for: say why not
                 raise

@@ -33,6 +33,8 @@ KNOWN_NAMES = {
     ("toolkit/demo.py", "image"): "`omnipatch demo` is a worked example on digit images; moves to cli/",
     ("toolkit/demo.py", "images"): "`omnipatch demo` is a worked example on digit images; moves to cli/",
     ("toolkit/init/source.py", "image"): "`image_size`: a key of Hugging Face's config.json (an external format)",
+    ("toolkit/loggers.py", "image"): "the logging libraries' own names for a picture (PIL.Image, "
+                                     "SummaryWriter.add_image, wandb.Image), not a modality",
 }
 
 #: (core file, attribute) -> why the hasattr is not a modality guess
@@ -109,3 +111,13 @@ def test_registries_load_the_builtins_lazily_on_first_use():
     assert out.returncode == 0, out.stderr
     n_mod, n_ad = map(int, out.stdout.split())
     assert n_mod >= 7 and n_ad >= 8
+
+
+def test_matplotlib_is_set_up_in_one_place():
+    """Pictures draw through ``omnipatch.plots`` (``pyplot`` / ``finish``), nowhere else."""
+    import re
+
+    pattern = re.compile(r"^\s*(import matplotlib|from matplotlib|.*matplotlib\.use\()", re.M)
+    hits = sorted(str(p.relative_to(ROOT)) for d in ("toolkit", "adapters", "modalities", "examples", "benchmarks")
+                  for p in (ROOT / d).rglob("*.py") if pattern.search(p.read_text()))
+    assert hits == ["toolkit/plots.py"], hits

@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -169,6 +170,7 @@ def _wandb_records(path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (the `track` extra)")
+@pytest.mark.slow  # ~30 s on 2 loaded cores: W&B starts its service process, then waits for it to write the run
 def test_wandb_offline_run_holds_every_term_and_the_pictures(png_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -176,6 +178,9 @@ def test_wandb_offline_run_holds_every_term_and_the_pictures(png_folder, tmp_pat
     pretrain(_cfg(png_folder / "manifest.csv", ["wandb"]), run, quiet=True, report=False)
     recs = _records(run)
     (run_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    deadline = time.time() + 60  # W&B's service process closes the file a moment after finish()
+    while time.time() < deadline and not any(r.WhichOneof("record_type") == "exit" for r in _wandb_records(run_file)):
+        time.sleep(0.5)
     history, config = {}, {}
     for r in _wandb_records(run_file):
         if r.WhichOneof("record_type") == "history":
