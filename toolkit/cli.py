@@ -77,7 +77,7 @@ def _pretrain(a) -> None:
         print(f"pretrained {summary['steps']} steps: " + ", ".join(
             f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "samples_per_s", "grad_norm")
             and not k.startswith("health/")))
-    logged = "".join(f", {n}/" for n in summary["train_config"].get("loggers", []) if n != "jsonl")
+    logged = "".join(f", {n}/" for n in summary.get("train_config", {}).get("loggers", []) if n != "jsonl")
     print(f"run directory: {summary['run_dir']} (checkpoint/, plan.json, metrics.jsonl, loss_curve.png, "
           f"reconstruction.png{', report.md' if summary.get('report') else ''}{logged})")
     if summary.get("report"):
