@@ -6,7 +6,7 @@ Every backend takes the same calls from the engine and from ``pretrain``:
   ``grad_norm``, ``samples_per_s`` and the embedding-health monitors (``health/...``);
 - ``picture(tag, png, step)``: the pictures a run draws (``loss_curve``, ``reconstruction``,
   ``report_map``), as the PNG files it wrote into the run directory;
-- ``close()``.
+- ``close(failed=False)`` (a run that raised is closed as failed where the backend records it).
 
 ``jsonl`` (``RUN_DIR/metrics.jsonl``) is always written: the run summary, ``--resume`` and the
 loss curve read it back; the other names add a backend. Each of them is imported only when
@@ -68,16 +68,16 @@ class Loggers:
             for b in self.backends:
                 b.picture(tag, Path(png), step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         for b in self.backends:
-            b.close()
+            b.close(failed)
         self.backends = []
 
     def __enter__(self) -> "Loggers":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(failed=exc_type is not None)
 
 
 def open_loggers(names, run_dir: str | Path, config: dict | None = None, start: int = 0,
@@ -98,7 +98,7 @@ def open_loggers(names, run_dir: str | Path, config: dict | None = None, start: 
             if n in makers:
                 backends.append(makers[n](run_dir, config or {}, start))
     except BaseException:
-        Loggers(backends).close()
+        Loggers(backends).close(failed=True)
         raise
     return Loggers(backends)
 
@@ -121,7 +121,7 @@ class JsonlLogger:
     def picture(self, tag: str, png: Path, step: int) -> None:
         pass  # the PNG is already in the run directory
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 
@@ -188,7 +188,7 @@ class TensorBoardLogger:
         self.writer.add_image(tag, _rgb(png), step, dataformats="HWC")
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -221,8 +221,8 @@ class WandbLogger:
     def picture(self, tag: str, png: Path, step: int) -> None:
         self.run.log({tag: self.wandb.Image(str(png))}, step=step)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class MlflowLogger:
@@ -268,8 +268,8 @@ class MlflowLogger:
     def picture(self, tag: str, png: Path, step: int) -> None:
         self.client.log_artifact(self.run_id, str(png), artifact_path="pictures")
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
 
 
 __all__ = ["BACKENDS", "Loggers", "open_loggers", "check", "read_metrics"]

@@ -195,3 +195,21 @@ def test_wandb_offline_run_holds_every_term_and_the_pictures(png_folder, tmp_pat
     assert history[3]["reconstruction/_type"] == history[3]["loss_curve/_type"] == "image-file"
     assert config["train"]["lr"] == 0.001 and config["train"]["loggers"] == ["wandb"]
     assert len(list((run / "wandb").glob("offline-run-*/files/media/images/reconstruction_3_*.png"))) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (the `track` extra)")
+def test_wandb_without_a_login_says_what_to_do(tmp_path, monkeypatch):
+    import wandb
+
+    from omnipatch.loggers import WandbLogger
+
+    wandb.teardown()  # W&B keeps its settings (an earlier test's WANDB_MODE) in a process-wide singleton
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no saved key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / ".config"))
+    with pytest.raises(OmnipatchError) as e:
+        WandbLogger(tmp_path / "run", {}, 0)
+    msg = str(e.value)
+    assert msg.startswith("train.loggers: wandb could not start a run (") and "\n" not in msg
+    assert "wandb login" in msg and f"WANDB_MODE=offline to log to {tmp_path / 'run' / 'wandb'}" in msg
