@@ -68,7 +68,7 @@ def merge_terms(a: dict, b: dict) -> dict:
 def check_finite(terms: dict, step: int) -> None:
     loss = terms["loss"]
     if isinstance(loss, Tensor) and not torch.isfinite(loss):
-        vals = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        vals = ", ".join(f"{k}={float(v.detach() if isinstance(v, Tensor) else v):.4g}" for k, v in terms.items())
         raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
                              f"check the data for NaN/inf, or set train.precision=fp32")
 
