@@ -37,6 +37,7 @@ import math
 import os
 import struct
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -49,6 +50,7 @@ from omnipatch.modalities import examples
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 SILENCE_DBFS = -80.0  # a clip whose peak is below this is "silent" (16-bit dither is ~-96)
@@ -385,8 +387,39 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=x, x_mask=mask if batch.x_mask is not None or mask.any() else None)
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How sound files become log-mel spectrograms."""
+
+    sample_rate: int = option(16000, "16 kHz, speech models' rate (the scan keeps a lower native rate: no "
+                              "upsampling)", what="rate in Hz the sound is resampled to")
+    seconds: float | None = option(1.0, "1 s windows (the scan fits the median clip length, 0.5-10 s); 0 or "
+                                   "None: variable length", what="window length in seconds")
+    n_mels: int = option(64, "64 mel bands: half the 128 of AudioMAE / AST, a CPU budget; valid down to 8 kHz",
+                         what="mel bands")
+    hop_ms: float = option(10.0, "10 ms hop, the speech standard", what="STFT hop in ms")
+    win_ms: float = option(25.0, "25 ms Hann window, the speech standard", what="STFT window in ms")
+    channels: int | None = option(1, "down-mix to mono: most sound is one source", what="channel count (None: "
+                                  "as stored)")
+    min_seconds: float = option(0.1, "shorter clips give no stable STFT frame (the scan lowers it to the "
+                                "shortest clip)", what="shortest clip accepted")
+    max_seconds: float = option(30.0, "variable-length windows stop at 30 s (memory)", what="longest window read")
+    crop: str = option("center", "the centre of a long clip holds the event more often than its start",
+                       what="which window of a long clip is kept (center or start)")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the audio adapter patches spectrograms."""
+
+    patch_size: int | list[int] = option([4, 16], "40 ms x 16 bands: 4 frequency patches at 64 mels",
+                                         what="patch [time frames, mel bands]")
+    norm: str = option("global", "one mean/std over the data set keeps loudness differences ('utterance': per-clip CMVN)",
+                       what="spectrogram normalisation")
+
+
 def _patch(options: dict) -> list[int]:
-    p = options.get("patch_size", [4, 16])
+    p = pick(AdapterOptions, options).patch_size
     return [int(p), int(p)] if isinstance(p, (int, float)) else [int(v) for v in p]
 
 
@@ -399,15 +432,14 @@ def _adapter_kwargs(dataset: AudioDataset, options: dict) -> dict:
                              f"{patch[1]} (patch_size={patch})")
     mean, std = spectrogram_stats(dataset)
     return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std,
-            "norm": str(options.get("norm") or "global")}
+            "norm": str(pick(AdapterOptions, options).norm or AdapterOptions.norm)}
 
 
-def _open(source, sample_rate: int = 16000, seconds: float | None = 1.0, n_mels: int = 64,
-          hop_ms: float = 10.0, win_ms: float = 25.0, channels: int | None = 1, min_seconds: float = 0.1,
-          max_seconds: float = 30.0, crop: str = "center", on_bad_sample: str = "raise", **_) -> AudioDataset:
-    return AudioDataset(source, sample_rate=sample_rate, seconds=seconds, n_mels=n_mels, hop_ms=hop_ms,
-                        win_ms=win_ms, channels=channels, min_seconds=min_seconds, max_seconds=max_seconds,
-                        crop=crop, on_bad_sample=on_bad_sample)
+def _open(source, on_bad_sample: str = "raise", **options) -> AudioDataset:
+    o = pick(DataOptions, options)
+    return AudioDataset(source, sample_rate=o.sample_rate, seconds=o.seconds, n_mels=o.n_mels, hop_ms=o.hop_ms,
+                        win_ms=o.win_ms, channels=o.channels, min_seconds=o.min_seconds, max_seconds=o.max_seconds,
+                        crop=o.crop, on_bad_sample=on_bad_sample)
 
 
 def thumbnail(sample: Sample):
@@ -440,9 +472,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="random",
-    options={"sample_rate": 16000, "seconds": 1.0, "n_mels": 64, "hop_ms": 10.0, "win_ms": 25.0,
-             "channels": 1, "min_seconds": 0.1, "max_seconds": 30.0, "crop": "center",
-             "patch_size": [4, 16], "norm": "global"},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     thumbnail=thumbnail,
     scan=_scan,
     # examples/audio_digits.py, README "Results": MAE + MV-DHEL at half strength

@@ -33,6 +33,7 @@ import math
 import sys
 import warnings
 from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import climate_out, examples
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 LAT_NAMES = ("lat", "latitude", "nav_lat", "grid_latitude", "rlat", "y_lat")
@@ -473,15 +475,46 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
 
 
 # -- registration -------------------------------------------------------------------------------
-def _adapter_kwargs(dataset: ClimateDataset, options: dict) -> dict:
-    mean, std = dataset.stats()
-    return {"variables": list(dataset.variables), "patch_size": options.get("patch_size", 4),
-            "time_patch": options.get("time_patch", 1), "mean": mean, "std": std,
-            "lat_weighted": bool(options.get("lat_weighted", True))}
-
-
 #: CPU budget of the fitted defaults: tokens per sample (attention is quadratic in them)
 MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which fields, levels and time steps make a sample."""
+
+    variables: list[str] | None = option(None, "None: every gridded variable with a time axis, in file order "
+                                         "(recorded, so later data reads the same channels)",
+                                         what="comma-separated variable names", flag=True)
+    levels: list[float] | None = option(None, "None: every level of a 4-D variable, one channel each",
+                                        what="comma-separated level values (e.g. 500,850)", flag=True)
+    window: int = option(1, "one time step per sample (the scan lowers it to the data's time steps)",
+                         what="consecutive time steps per sample")
+    stride: int = option(1, "a sample starts at every time step", what="time steps between samples")
+    time_range: list[str] | None = option(None, "None: the whole time axis", what="[start, end]: "
+                                          "sel(time=slice(...)) applied first")
+    engine: str | None = option(None, "None: xarray picks netCDF4 / h5netcdf / zarr by the file",
+                                what="xarray engine")
+    block: int = option(64, "64 time steps of every variable per dask compute: few reads, bounded memory",
+                        what="time steps read at once")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the climate adapter patches fields."""
+
+    patch_size: int | list[int] = option(4, "4 x 4 cells per token (the scan raises it to keep at most "
+                                         f"{MAX_TOKENS} tokens per sample)", what="patch size in grid cells")
+    time_patch: int = option(1, "one time step per token", what="time steps per token")
+    lat_weighted: bool = option(True, "cells shrink towards the poles: the loss weights them by cos(latitude), "
+                                "as ClimaX", what="latitude-weighted reconstruction loss")
+
+
+def _adapter_kwargs(dataset: ClimateDataset, options: dict) -> dict:
+    mean, std = dataset.stats()
+    o = pick(AdapterOptions, options)
+    return {"variables": list(dataset.variables), "patch_size": o.patch_size, "time_patch": o.time_patch,
+            "mean": mean, "std": std, "lat_weighted": bool(o.lat_weighted)}
 
 
 def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
@@ -517,9 +550,8 @@ def _cell_values(sample) -> np.ndarray:
     return sample.x[:-2].float().flatten().numpy()
 
 
-def _open(source, on_bad_sample: str = "raise", patch_size=None, time_patch=None, lat_weighted=None,
-          **options) -> ClimateDataset:
-    return ClimateDataset(source, on_bad_sample=on_bad_sample, **options)
+def _open(source, on_bad_sample: str = "raise", **options) -> ClimateDataset:
+    return ClimateDataset(source, on_bad_sample=on_bad_sample, **asdict(pick(DataOptions, options)))
 
 
 SPEC = ModalitySpec(
@@ -530,8 +562,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="random",
-    options={"variables": None, "levels": None, "window": 1, "stride": 1, "time_range": None, "engine": None,
-             "block": 64, "patch_size": 4, "time_patch": 1, "lat_weighted": True},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # examples/climate_na.py: MAE alone predicts a hidden variable best; contrastive views of
     # one field have no invariance to teach

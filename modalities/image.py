@@ -11,6 +11,7 @@ float data is kept as is. Every image is resized to ``image_size`` (antialiased)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from omnipatch.modalities import examples, image_out
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".bmp")
 
@@ -162,9 +164,28 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=x)
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How image files are read."""
+
+    image_size: int = option(32, "32 px in 4-px patches is 8 x 8 = 64 tokens, the CPU budget (the scan fits it "
+                             "to the median short side, 16-64 px)", what="side every image is resized to")
+    channels: int | None = option(None, "None: the first readable file's channel count; a file with another "
+                                  "count is a bad sample", what="channel count")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the image adapter cuts patches."""
+
+    patch_size: int | list[int] = option(4, "4-px patches: 8 x 8 tokens at the default 32 px (fitted with the "
+                                         "image size)", what="patch side in pixels ([h, w] for a rectangle)")
+
+
 def _adapter_kwargs(dataset: ImageDataset, options: dict) -> dict:
     mean, std = channel_stats(dataset)
-    return {"in_chans": dataset.channels, "patch_size": options.get("patch_size", 4), "mean": mean, "std": std}
+    return {"in_chans": dataset.channels, "patch_size": pick(AdapterOptions, options).patch_size, "mean": mean,
+            "std": std}
 
 
 #: CPU budget of the fitted defaults: at most 8 x 8 = 64 tokens per image
@@ -216,8 +237,9 @@ def _raw_pixels(sample) -> np.ndarray:
     return sample.x.float().flatten().numpy()
 
 
-def _open(source, image_size: int = 32, channels: int | None = None, on_bad_sample: str = "raise", **_) -> ImageDataset:
-    return ImageDataset(source, image_size=image_size, channels=channels, on_bad_sample=on_bad_sample)
+def _open(source, on_bad_sample: str = "raise", **options) -> ImageDataset:
+    o = pick(DataOptions, options)
+    return ImageDataset(source, image_size=o.image_size, channels=o.channels, on_bad_sample=on_bad_sample)
 
 
 def read_mask_image(path: str) -> np.ndarray:
@@ -236,7 +258,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="random",
-    options={"image_size": 32, "patch_size": 4, "channels": None},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # the demo's recipe, measured on held-out digits (README, Results): a lighter mask and
     # MV-DHEL between two views (kNN 0.971 / linear 0.980 vs MAE + NT-Xent 0.958 / 0.976)

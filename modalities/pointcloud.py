@@ -35,6 +35,7 @@ from omnipatch.modalities import examples, pointcloud_out
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 CLOUD_EXTENSIONS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 MESH_EXTENSIONS = (".obj", ".stl", ".off")
@@ -392,11 +393,36 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=out, x_mask=x_mask)
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How point clouds and meshes are read."""
+
+    max_points: int = option(2048, "Point-MAE's 1,024-2,048 points per cloud; larger clouds are subsampled",
+                             what="points kept per cloud")
+    mesh_points: int = option(2048, "as many surface samples as a cloud keeps", what="points sampled on a mesh")
+    features: str | list[str] | None = option(None, "None: the extras of the first readable file (normals, "
+                                              "colours, intensity)", what="extra channels after xyz")
+    min_points: int = option(1, "any non-empty cloud is a sample", what="fewest points a cloud may have")
+    align: str = option("none", "clouds keep their pose; 'pca' rotates each to its principal axes",
+                        what="pose alignment")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the point adapter groups points (Point-MAE style)."""
+
+    num_groups: int = option(64, "Point-MAE's 64 FPS centres (the scan fits n // 16 to the smallest cloud)",
+                             what="FPS group centres per cloud")
+    group_size: int = option(32, "Point-MAE's 32 neighbours: groups overlap about 2x", what="kNN points per group")
+    point_hidden: int = option(64, "a small mini-PointNet per group, a CPU budget", what="hidden width of the "
+                               "group encoder")
+
+
 def _adapter_kwargs(dataset: PointCloudDataset, options: dict) -> dict:
     mean, std = extra_stats(dataset)
-    return {"in_chans": dataset.channels, "num_groups": int(options.get("num_groups", 64)),
-            "group_size": int(options.get("group_size", 32)), "hidden": int(options.get("point_hidden", 64)),
-            "mean": mean, "std": std}
+    o = pick(AdapterOptions, options)
+    return {"in_chans": dataset.channels, "num_groups": int(o.num_groups), "group_size": int(o.group_size),
+            "hidden": int(o.point_hidden), "mean": mean, "std": std}
 
 
 def _count_points(path: str, mesh_points: int) -> int:
@@ -454,10 +480,10 @@ def d2_histogram(sample, bins: int = 32, pairs: int = 4096) -> np.ndarray:
     return np.histogram(d, bins=bins, range=(0.0, 2.0))[0] / pairs
 
 
-def _open(source, max_points: int = 2048, mesh_points: int = 2048, features=None, min_points: int = 1,
-          align: str = "none", on_bad_sample: str = "raise", **_) -> PointCloudDataset:
-    return PointCloudDataset(source, max_points=max_points, mesh_points=mesh_points, features=features,
-                             min_points=min_points, align=align, on_bad_sample=on_bad_sample)
+def _open(source, on_bad_sample: str = "raise", **options) -> PointCloudDataset:
+    o = pick(DataOptions, options)
+    return PointCloudDataset(source, max_points=o.max_points, mesh_points=o.mesh_points, features=o.features,
+                             min_points=o.min_points, align=o.align, on_bad_sample=on_bad_sample)
 
 
 def thumbnail(sample: Sample, size: int = 64):
@@ -478,8 +504,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="random",
-    options={"max_points": 2048, "mesh_points": 2048, "features": None, "min_points": 1,
-             "num_groups": 64, "group_size": 32, "point_hidden": 64, "align": "none"},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # examples/pointcloud_brain_surfaces.py: MAE + NT-Xent at half weight
     recipe={"objectives": "mae+contrastive:0.5"},

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import examples, tabular_out
 from omnipatch.modalities.base import ON_BAD, Skipped
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 EXTENSIONS = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".parquet", ".pq")
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -257,11 +259,35 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0,
     return batch.replace(x=torch.where(empty, x, x2), x_mask=torch.where(empty, m, m2))
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """Which columns of the table are what."""
+
+    id_column: str | None = option(None, "None: the row number, unless the scan finds a column named id / row_id / "
+                                   "sample_id / index with a unique value per row", what="the id column (not a feature)", flag=True)
+    label_column: str | None = option(None, "None: none, unless the scan finds a column named label / target / class / "
+                                      "y / diagnosis / species", what="the label column (not a feature)", flag=True)
+    columns: list[str] | None = option(None, "None: every other column is a feature", what="feature columns")
+    numeric: list[str] | None = option(None, "None: inferred from the column types", what="columns read as numbers")
+    categorical: list[str] | None = option(None, "None: inferred from the column types (text, few integers)",
+                                           what="columns read as categories")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the tabular adapter embeds cells (FT-Transformer style)."""
+
+    max_categories: int = option(256, "the most frequent 256 per column: a bounded vocabulary and embedding table",
+                                 what="categories per column with their own embedding")
+    numeric_embedding: str = option("linear", "FT-Transformer's per-column linear embedding",
+                                    what="numeric cell embedding")
+
+
 def _adapter_kwargs(dataset: TableDataset, options: dict) -> dict:
     mean, std = dataset.numeric_stats()
+    o = pick(AdapterOptions, options)
     return {"columns": dataset.columns, "kinds": dataset.kinds, "mean": mean, "std": std,
-            "vocab": dataset.vocabularies(int(options.get("max_categories", 256))),
-            "numeric_embedding": options.get("numeric_embedding", "linear")}
+            "vocab": dataset.vocabularies(int(o.max_categories)), "numeric_embedding": o.numeric_embedding}
 
 
 ID_NAMES = ("id", "row_id", "sample_id", "index")
@@ -311,14 +337,12 @@ def _imputed(sample) -> np.ndarray:
     return x
 
 
-def _open(source, id_column=None, label_column=None, columns=None, numeric=None, categorical=None,
-          on_bad_sample: str = "raise", **_) -> TableDataset:
+def _open(source, on_bad_sample: str = "raise", **options) -> TableDataset:
     if isinstance(source, (list, tuple)):
         if len(source) != 1:
             raise OmnipatchError("tabular data: SRC is one table (CSV / TSV / Parquet file)")
         source = source[0]
-    return TableDataset(source, id_column=id_column, label_column=label_column, columns=columns,
-                        numeric=numeric, categorical=categorical, on_bad_sample=on_bad_sample)
+    return TableDataset(source, on_bad_sample=on_bad_sample, **asdict(pick(DataOptions, options)))
 
 
 def thumbnail(sample: Sample):
@@ -337,8 +361,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="random",
-    options={"id_column": None, "label_column": None, "columns": None, "numeric": None,
-             "categorical": None, "max_categories": 256, "numeric_embedding": "linear"},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # examples/tabular_breast_cancer.py: MAE + MV-DHEL on SCARF views at half strength
     recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5},

@@ -61,6 +61,7 @@ from omnipatch.modalities import examples
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".wmv")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -424,8 +425,35 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=x)
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How clips are cut from video files."""
+
+    frames: int = option(16, "16 frames = two 8-frame views of 2-frame tubelets (the scan lowers it, never "
+                         "below 8, to fit the shortest clip)", what="frames per clip")
+    stride: int = option(2, "every 2nd frame: a 16-frame clip spans about 1 s at 30 fps (the scan lowers it "
+                         "first to fit short clips)", what="source frames between clip frames")
+    size: int | list[int] = option(32, "32 px in 8-px patches: 4 x 4 tokens per tubelet, a CPU budget (never "
+                                   "upsampled: the scan lowers it to the smallest native short side)",
+                                   what="short side of the resized frames ([h, w] for a crop)")
+    channels: int = option(3, "RGB; the scan gives 1 when every video is stored grey", what="channel count")
+    clips_per_video: int = option(1, "one centred clip per video, as in VideoMAE's linear probe",
+                                  what="evenly spaced clips per video")
+    short_clips: str = option("hold", "'hold' repeats the last frame (VideoMAE / SlowFast padding: no motion "
+                              "invented); 'loop' wraps around, 'error' refuses", what="rule for videos shorter "
+                              "than a clip")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the video adapter cuts tubelets."""
+
+    patch_size: int | list[int] = option([2, 8, 8], "2-frame x 8 x 8 px tubelets, VideoMAE's shape at a CPU "
+                                         "budget", what="tubelet [t, p, p] (an int: [2, p, p])")
+
+
 def _patch(options: dict) -> list[int]:
-    p = options.get("patch_size", [2, 8, 8])
+    p = pick(AdapterOptions, options).patch_size
     if isinstance(p, (int, float)):
         return [2, int(p), int(p)]
     p = [int(v) for v in p]
@@ -447,11 +475,11 @@ def _adapter_kwargs(dataset: VideoDataset, options: dict) -> dict:
     return {"in_chans": dataset.channels, "patch_size": patch, "mean": mean, "std": std}
 
 
-def _open(source, frames: int = 16, stride: int = 2, size: int | list[int] = 32, channels: int = 3,
-          clips_per_video: int = 1, short_clips: str = "hold", on_bad_sample: str = "raise", **_) -> VideoDataset:
-    size = size if isinstance(size, int) else tuple(size)
-    return VideoDataset(source, frames=frames, stride=stride, size=size, channels=channels,
-                        clips_per_video=clips_per_video, short_clips=short_clips, on_bad_sample=on_bad_sample)
+def _open(source, on_bad_sample: str = "raise", **options) -> VideoDataset:
+    o = pick(DataOptions, options)
+    size = o.size if isinstance(o.size, int) else tuple(o.size)
+    return VideoDataset(source, frames=o.frames, stride=o.stride, size=size, channels=o.channels,
+                        clips_per_video=o.clips_per_video, short_clips=o.short_clips, on_bad_sample=on_bad_sample)
 
 
 def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
@@ -474,8 +502,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="tube",
-    options={"frames": 16, "stride": 2, "size": 32, "channels": 3, "clips_per_video": 1,
-             "short_clips": "hold", "patch_size": [2, 8, 8]},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # examples/video_moving_digits.py, README "Results": MAE + MV-DHEL at half strength
     recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5, "model.mask_ratio": 0.5},

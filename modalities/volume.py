@@ -50,6 +50,7 @@ import gzip
 import hashlib
 import math
 from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,7 @@ from omnipatch.modalities import examples, volume_out
 from omnipatch.modalities.base import FileDataset, Skipped, stream_reader
 from omnipatch.modalities.sources import resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 TIME_UNITS = ("sec", "msec", "usec")
@@ -462,9 +464,50 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
 
 
 # -- registration -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataOptions:
+    """How volumes are read and preprocessed (the module docstring has the steps)."""
+
+    roi_size: int | list[int] = option([32, 32, 32], "32^3 voxels in 8^3 patches: 64 tokens, a CPU budget (the "
+                                       "scan lowers it to the smallest volume)", what="crop size per RAS axis")
+    spacing: float | list[float] | None = option(None, "None keeps each file's voxel size (no resampling)",
+                                                 what="target voxel size in mm")
+    intensity: str = option("percentiles", "MR intensities have no absolute unit; 'window' for CT",
+                            what="intensity mapping (percentiles, window, none)")
+    window: list[float] = option([-1000.0, 1000.0], "air to dense bone in Hounsfield units",
+                                 what="intensity='window': the range mapped to [0, 1]")
+    percentiles: list[float] = option([0.5, 99.5], "robust to a few hot voxels, as nnU-Net clips",
+                                      what="intensity='percentiles': the range mapped to [0, 1]")
+    foreground_crop: bool = option(True, "crops land on the subject, not on empty background",
+                                   what="crop to the voxels above the threshold first")
+    foreground_threshold: float = option(0.0, "background is zero after the default intensity mapping",
+                                         what="foreground: voxels above this value")
+    crop: str = option("random", "random crops are views for contrastive learning; 'center' for embedding one "
+                       "fixed region", what="crop (random or center)")
+    crops_per_volume: int = option(1, "one crop per volume and epoch (the scan raises it for volumes much larger "
+                                   "than a crop)", what="seeded crops taken from each volume")
+    series: str = option("auto", "a 4-D file with a time unit is a series of frames, any other one channels",
+                         what="4-D files: auto, frames, channels or mean")
+    channels: int | None = option(None, "None: the count the first readable file has (the scan checks they "
+                                  "agree)", what="channel count")
+    nan_voxels: str = option("error", "NaN voxels are a broken file until said otherwise ('zero')",
+                             what="NaN voxels: error or zero")
+    seed: int = option(0, "the random crops repeat run to run", what="seed of the random crops")
+    cache_volumes: int = option(4, "many crops of one volume cost one decode; 4 preprocessed volumes fit in memory",
+                                what="preprocessed volumes kept in memory")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the volume adapter patches crops."""
+
+    patch_size: int | list[int] = option(8, "8^3-voxel patches: 4 x 4 x 4 tokens per 32^3 crop",
+                                         what="patch size per axis (an int: a cube)")
+
+
 def _adapter_kwargs(dataset: VolumeDataset, options: dict) -> dict:
     mean, std = channel_stats(dataset)
-    ps = options.get("patch_size", 8)
+    ps = pick(AdapterOptions, options).patch_size
     ps = [int(ps)] * 3 if isinstance(ps, (int, float)) else [int(p) for p in ps]
     bad = [(r, p) for r, p in zip(dataset.roi_size, ps) if r % p]
     if bad:
@@ -472,8 +515,8 @@ def _adapter_kwargs(dataset: VolumeDataset, options: dict) -> dict:
     return {"in_chans": dataset.channels, "patch_size": ps, "mean": mean, "std": std}
 
 
-def _open(source, on_bad_sample: str = "raise", patch_size=None, **options) -> VolumeDataset:
-    return VolumeDataset(source, on_bad_sample=on_bad_sample, **options)
+def _open(source, on_bad_sample: str = "raise", **options) -> VolumeDataset:
+    return VolumeDataset(source, on_bad_sample=on_bad_sample, **asdict(pick(DataOptions, options)))
 
 
 def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
@@ -514,10 +557,8 @@ SPEC = ModalitySpec(
     adapter_kwargs=_adapter_kwargs,
     augment=augment,
     default_mask="block",
-    options={"roi_size": [32, 32, 32], "patch_size": 8, "spacing": None, "intensity": "percentiles",
-             "window": [-1000.0, 1000.0], "percentiles": [0.5, 99.5], "foreground_crop": True,
-             "foreground_threshold": 0.0, "crop": "random", "crops_per_volume": 1, "series": "auto",
-             "channels": None, "nan_voxels": "error", "seed": 0, "cache_volumes": 4},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     scan=_scan,
     # examples/volume_mni.py, README "Which recipe": MAE + 0.5 NT-Xent
     recipe={"objectives": "mae+contrastive:0.5"},

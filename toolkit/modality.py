@@ -7,12 +7,14 @@ the same names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.utils.data import Dataset
 
 from omnipatch.batch import Batch
+from omnipatch.errors import OmnipatchError
 from omnipatch.outputs import Outputs
 from omnipatch.registry import Registry
 
@@ -31,7 +33,14 @@ class ModalitySpec:
         augment: ``(batch, generator, strength) -> batch``: one random view per call,
             batched; used for contrastive views.
         default_mask: masking strategy used when the user names none.
-        options: user-settable dataset options with their defaults and reasons.
+        options: user-settable options with their defaults: a read-only view derived from
+            :attr:`data_options` and :attr:`adapter_options` when the spec declares them (one
+            source of defaults); a plugin without them may still give the dict itself.
+        data_options: the dataclass of the dataset's options (:mod:`omnipatch.options`: each
+            field with its default and the reason for it; ``flag`` fields become command-line
+            flags of every data-reading command). None: only :attr:`options`.
+        adapter_options: the dataclass of the options the adapter takes from the user (patch
+            size, groups, normalisation ...), declared the same way. None: none.
         thumbnail: ``(Sample) -> 2-D or (H, W, 3) array`` for pictures (retrieval results);
             None: the default of :func:`omnipatch.plots.thumbnail` (the first channels,
             middle slice of any further axes).
@@ -74,7 +83,7 @@ class ModalitySpec:
     adapter_kwargs: Callable[[Dataset, dict], dict]
     augment: Callable[[Batch, torch.Generator, float], Batch]
     default_mask: str = "random"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     thumbnail: Callable[[Any], Any] | None = None
     scan: Callable[[Any, dict, set], tuple[dict, dict]] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +96,36 @@ class ModalitySpec:
     example: Callable[[Any], Any] | None = None
     example_options: dict[str, Any] = field(default_factory=dict)
     outputs: Outputs | None = None
+    data_options: type | None = None
+    adapter_options: type | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_options is None and self.adapter_options is None:
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+            return
+        from omnipatch.options import defaults
+
+        data, adapter = defaults(self.data_options), defaults(self.adapter_options)
+        both = sorted(set(data) & set(adapter))
+        if both:
+            raise OmnipatchError(f"modality {self.name!r}: option(s) {both} declared in both data_options and "
+                                 f"adapter_options")
+        derived = {**data, **adapter}
+        if self.options and dict(self.options) != derived:
+            raise OmnipatchError(f"modality {self.name!r}: give options or data_options/adapter_options, not both "
+                                 f"(the dataclasses are the one source of defaults)")
+        object.__setattr__(self, "options", MappingProxyType(derived))
+
+    def option_table(self) -> list:
+        """Every declared option (:class:`~omnipatch.options.OptionInfo`: name, default,
+        type, reason, flag), data options first; a spec with a plain ``options`` dict lists
+        those with no reason."""
+        from omnipatch.options import OptionInfo, describe
+
+        if self.data_options is None and self.adapter_options is None:
+            return [OptionInfo(k, v, type(v).__name__ if v is not None else "any", "", "", False, "data")
+                    for k, v in self.options.items()]
+        return describe(self.data_options, "data") + describe(self.adapter_options, "adapter")
 
 
 #: the bundled modalities and adapters: a plugin module the registries import on first use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from omnipatch.errors import BadSampleError
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
+from omnipatch.options import option, pick
 
 EXTENSIONS = (".npy",)
 
@@ -55,9 +57,25 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=batch.x * gain.to(batch.x) + noise.to(batch.x))
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How signal files are read."""
+
+    length: int = option(64, "64 samples: 8 tokens of 8, a test-sized budget", what="samples per signal "
+                         "(cropped or zero-padded)", flag=True)
+    channels: int | None = option(None, "None: the first readable file's channel count", what="channel count")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the signal adapter patches."""
+
+    patch_size: int = option(8, "8 samples per token", what="samples per patch")
+
+
 def adapter_kwargs(dataset: SignalDataset, options: dict) -> dict:
     xs = torch.stack([dataset[i].x for i in range(min(len(dataset), 64))])
-    return {"in_chans": dataset.channels, "patch_size": options.get("patch_size", 8),
+    return {"in_chans": dataset.channels, "patch_size": pick(AdapterOptions, options).patch_size,
             "mean": xs.mean((0, 2)).tolist(), "std": xs.std((0, 2)).clamp_min(1e-3).tolist()}
 
 
@@ -74,8 +92,9 @@ def example(folder) -> str:
     return str(folder / "manifest.csv")
 
 
-def _open(source, length: int = 64, channels: int | None = None, on_bad_sample: str = "raise", **_):
-    return SignalDataset(source, length=length, channels=channels, on_bad_sample=on_bad_sample)
+def _open(source, on_bad_sample: str = "raise", **options):
+    o = pick(DataOptions, options)
+    return SignalDataset(source, length=o.length, channels=o.channels, on_bad_sample=on_bad_sample)
 
 
 SPEC = ModalitySpec(
@@ -85,7 +104,8 @@ SPEC = ModalitySpec(
     adapter="signal",
     adapter_kwargs=adapter_kwargs,
     augment=augment,
-    options={"length": 64, "channels": None, "patch_size": 8},
+    data_options=DataOptions,
+    adapter_options=AdapterOptions,
     recipe={"objectives": "mae"},
     model_options=("channels", "patch_size"),
     stream_reader=stream_reader,
