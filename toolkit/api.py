@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from omnipatch.engine import resolve_device
 from omnipatch.errors import OmnipatchError
 from omnipatch.modality import MODALITIES
 from omnipatch.model import OmniModel
+from omnipatch.runspec import RunSpec
 
 
 @dataclass
@@ -25,6 +27,11 @@ class Pretrained:
     config: dict
     modalities: list[str]
     run_dir: str | None = None
+
+    @cached_property
+    def spec(self) -> RunSpec:
+        """The run record (:class:`~omnipatch.runspec.RunSpec`) of the loaded checkpoint."""
+        return RunSpec.from_checkpoint(self.config)
 
     @property
     def modality(self) -> str:
@@ -46,11 +53,8 @@ class Pretrained:
         from omnipatch.pretrain import open_data
 
         m = self.modality_name(modality)
-        opts = self.config["run"]["data"].get("options", {})
-        if len(self.modalities) > 1:
-            opts = opts.get(m, {})
         spec = MODALITIES.get(m)
-        return open_data(spec, source, merge_checked(spec, opts, options or {}), on_bad_sample)
+        return open_data(spec, source, merge_checked(spec, self.spec.options_for(m), options or {}), on_bad_sample)
 
     @torch.no_grad()
     def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,
@@ -184,7 +188,7 @@ def load(run_dir: str | Path | None = None, device: str = "auto", random_init: b
         cfg["model"] = model.config()
     elif not random_init:
         ckpt.load_weights(run_dir, model)
-    return Pretrained(model.to(resolve_device(device)).eval(), cfg, cfg["modality"].split(","),
+    return Pretrained(model.to(resolve_device(device)).eval(), cfg, RunSpec.from_checkpoint(cfg).modalities,
                       None if random_init or init is not None else str(Path(run_dir).resolve()))
 
 

@@ -37,11 +37,12 @@ def _pretrain(a) -> None:
     from omnipatch.dataflags import data_options
     from omnipatch.modality import MODALITIES
     from omnipatch.pretrain import pretrain
+    from omnipatch.runspec import modality_list
 
     given = load_yaml_dict(a.config) if a.config else {}
     modality = a.modality or (given.get("data") or {}).get("modality") or Config().data.modality
     cfg = Config()
-    names = [m.strip() for m in str(modality).split(",") if m.strip()]
+    names = modality_list(str(modality))
     recipe = MODALITIES.get(names[0]).recipe if len(names) == 1 and not a.resume else {}
     apply_keys(cfg, recipe)  # the modality's measured recipe, under everything the user gives
     cfg = Config.from_dict(given, base=cfg)
@@ -86,17 +87,19 @@ def _pretrain(a) -> None:
 
 def _check_resume_flags(a, cfg) -> None:
     """``--resume`` continues the run exactly: a flag that would change what it trains on is refused."""
-    from omnipatch import checkpoint as ckpt
+    from omnipatch.runspec import RunSpec, modality_list
 
-    saved = ckpt.load_config(a.out)["run"]
-    given = {"--data": (a.data, cfg.data.source, saved["data"]["source"]),
-             "--modality": (a.modality, cfg.data.modality, saved["data"]["modality"]),
-             "--batch-size": (a.batch_size, cfg.train.batch_size, saved["train"]["batch_size"]),
-             "--objective": (a.objective, cfg.objectives, saved["objectives"])}
+    saved = RunSpec.from_dir(a.out)
+    given = {"--data": (a.data, cfg.data.source, saved.source),
+             "--modality": (a.modality, cfg.data.modality, ",".join(saved.modalities)),
+             "--batch-size": (a.batch_size, cfg.train.batch_size, saved.train.batch_size),
+             "--objective": (a.objective, cfg.objectives, saved.objectives)}
     for flag, (raw, now, was) in given.items():
         if raw is None:
             continue
         same = (str(Path(now).resolve()) == str(Path(was).resolve())) if flag == "--data" else now == was
+        if flag == "--modality":
+            same = modality_list(now) == modality_list(was)
         if flag == "--objective" and not same:
             same = {k: v.get("weight") for k, v in now.items()} == {k: v.get("weight") for k, v in was.items()}
         if not same:

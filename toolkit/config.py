@@ -321,7 +321,9 @@ def validate(cfg: Config) -> Config:
         raise OmnipatchError(f"data.on_bad_sample must be 'raise' or 'skip', got {cfg.data.on_bad_sample!r}")
     if cfg.train.strategy not in ("auto", "single", "ddp", "fsdp"):
         raise OmnipatchError(f"train.strategy must be one of auto, single, ddp, fsdp, got {cfg.train.strategy!r}")
-    names = [m.strip() for m in str(cfg.data.modality).split(",") if m.strip()]
+    from omnipatch.modality import modality_list
+
+    names = modality_list(str(cfg.data.modality))
     paired = len(names) > 1
     for m in names:
         opts = cfg.data.options.get(m, {}) if paired else cfg.data.options

@@ -230,8 +230,10 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
             sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
             progress.total = total
-            if isinstance(config.get("run"), dict):  # a resume continues these steps
-                config["run"]["train"].update(steps=total, budget=0.0)
+            if config is not None:  # a resume continues these steps
+                from omnipatch.runspec import record_steps
+
+                record_steps(config, total)
             if main:
                 progress.write(f"budget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
                                f"{total} steps")

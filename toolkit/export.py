@@ -80,9 +80,10 @@ def install_import_hook() -> None:
 def hf_config_dict(cfg: dict) -> dict:
     """``OmnipatchConfig`` kwargs from an omnipatch checkpoint config (pretraining run or
     fine-tuning directory)."""
+    from omnipatch.runspec import RunSpec
+
     model_cfg = dict(cfg["model"])
-    names = [m.strip() for m in cfg["modality"].split(",") if m.strip()]
-    out = {"modality": names[0], "hidden_size": int(model_cfg["encoder"]["dim"]), "head": None, "classes": None}
+    out = {"modality": RunSpec.from_checkpoint(cfg).modality, "hidden_size": int(model_cfg["encoder"]["dim"]), "head": None, "classes": None}
     if "finetune" in cfg:
         m = cfg["modality"]
         model_cfg["adapters"] = {m: model_cfg["adapters"][m]}

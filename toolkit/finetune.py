@@ -55,6 +55,7 @@ from omnipatch.finetune_data import (
     sample_ids,
 )
 from omnipatch.heads.task import build_head
+from omnipatch.runspec import RunSpec
 
 TASKS = ("classification", "regression", "segmentation")
 MODES = ("linear", "partial", "full")
@@ -149,7 +150,7 @@ def load_backbone(run_dir, dataset, modality: str | None = None, random_init: bo
     cfg = ckpt.load_config(run_dir)
     if "finetune" in cfg:
         raise OmnipatchError(f"{run_dir} is a fine-tuned checkpoint; fine-tune from the pretraining run")
-    m = modality or _modalities(cfg)[0]
+    m = modality or RunSpec.from_checkpoint(cfg).modality
     model_cfg = cfg["model"]
     if m not in model_cfg["adapters"]:
         raise OmnipatchError(f"{run_dir}: no adapter for modality {m!r} (has {list(model_cfg['adapters'])})")
@@ -398,7 +399,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     cfg.check()
     t0 = time.time()
     pre_cfg = ckpt.load_config(run_dir)
-    m = modality or _modalities(pre_cfg)[0]
+    m = modality or RunSpec.from_checkpoint(pre_cfg).modality
     dataset, spec, opts = open_for(pre_cfg, data, options, on_bad_sample, m)
     matched: list[str] = []
     lab = build_labels(dataset, labels, cfg.task, cfg.multi_label, base_dir=_source_dir(data), match=cfg.match_ids,
@@ -428,7 +429,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     out.mkdir(parents=True, exist_ok=True)
     config = {"finetune": asdict(cfg), "head": head_spec, "classes": lab.classes, "target_scale": lab.scale,
               "model": model_cfg, "modality": m,
-              "run": {**pre_cfg["run"], "data": {**pre_cfg["run"]["data"], "modality": m, "options": opts}},
+              "run": RunSpec.from_checkpoint(pre_cfg).only(m, opts).to_dict(),
               "pretrained_from": str(run_dir), "random_init": random_init}
     history = _fit(model, runner, lab, opt, sched, train_rows, val_rows, cfg, out, config, quiet)
     ckpt.save(out, model, config)  # the best weights, now in the model
@@ -446,23 +447,18 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     return result
 
 
-def _modalities(cfg: dict) -> list[str]:
-    return [m.strip() for m in cfg["modality"].split(",") if m.strip()]
-
-
 def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "raise", modality: str | None = None):
     """``(dataset, spec, options)``: ``data`` opened with the run's dataset options (of
     ``modality`` in a paired run) updated by ``options``; a dataset is returned as is."""
     from omnipatch.modality import MODALITIES
     from omnipatch.pretrain import open_data
 
-    names = _modalities(run_cfg)
-    m = modality or names[0]
-    if m not in names:
-        raise OmnipatchError(f"the run was trained on {', '.join(names)}, not {m!r}")
+    run = RunSpec.from_checkpoint(run_cfg)
+    m = modality or run.modality
+    if m not in run.modalities:
+        raise OmnipatchError(f"the run was trained on {', '.join(run.modalities)}, not {m!r}")
     spec = MODALITIES.get(m)
-    run_opts = run_cfg["run"]["data"].get("options", {})
-    saved = run_opts.get(m, {}) if len(names) > 1 else run_opts
+    saved = run.options_for(m)
     from omnipatch.dataflags import merge_checked  # channels may change: the patch embedding is inflated
 
     opts = merge_checked(spec, saved, options or {}, allow=("channels",))

@@ -141,8 +141,10 @@ def load_adapted(run_dir, in_chans: int, mean: list[float] | None = None, std: l
 
     from omnipatch.model import OmniModel
 
+    from omnipatch.runspec import RunSpec
+
     cfg = ckpt.load_config(run_dir)
-    m = modality or cfg["modality"]
+    m = modality or RunSpec.from_checkpoint(cfg).modality
     state = load_file(str(ckpt.find(run_dir) / "model.safetensors"))
     state, model_cfg = adapt_state_dict(state, cfg["model"], m, in_chans, mean, std)
     model = OmniModel.from_config(model_cfg)

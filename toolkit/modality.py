@@ -128,6 +128,16 @@ class ModalitySpec:
         return describe(self.data_options, "data") + describe(self.adapter_options, "adapter")
 
 
+def modality_list(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """``"image"`` -> ``["image"]``, ``"image, audio"`` -> ``["image", "audio"]`` (a paired run's
+    ``data.modality``); a list comes back stripped. The one place a modality string is split
+    (:mod:`omnipatch.runspec` re-exports it)."""
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else [str(t) for t in text]
+    return [p.strip() for p in parts if p.strip()]
+
+
 #: the bundled modalities and adapters: a plugin module the registries import on first use
 BUILTINS = "omnipatch.builtins"
 MODALITIES: Registry[ModalitySpec] = Registry("modality", entry_point_group="omnipatch.modalities", builtins=BUILTINS)

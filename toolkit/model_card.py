@@ -28,6 +28,7 @@ import yaml
 
 from omnipatch import __version__
 from omnipatch import checkpoint as ckpt
+from omnipatch.runspec import RunSpec
 
 #: pictures of the run copied beside the card when present, with their captions
 PICTURES = {"loss_curve.png": "training loss", "report_map.png": "held-out embeddings (PCA), omnipatch report"}
@@ -74,14 +75,14 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _objectives(cfg: dict) -> str:
-    objs = cfg["run"].get("objectives") or cfg["model"].get("objectives") or {}
+def _objectives(spec: RunSpec, cfg: dict) -> str:
+    objs = spec.objectives  # an old record without them has the model config's (runspec.migrate)
     parts = []
     for name, o in objs.items():
         extra = ", ".join(f"{k} {_fmt(v)}" for k, v in (o or {}).items() if k != "weight")
         parts.append(f"{name} (weight {_fmt((o or {}).get('weight', 1.0))}{', ' + extra if extra else ''})")
     if cfg["model"].get("cross"):
-        parts.append(f"cross-modal contrastive (weight {_fmt(cfg['run']['model'].get('cross_weight', 1.0))})")
+        parts.append(f"cross-modal contrastive (weight {_fmt(spec.model.cross_weight)})")
     return " + ".join(parts) or "none recorded"
 
 
@@ -89,13 +90,14 @@ def card_facts(checkpoint, hf_cfg, license: str = DEFAULT_LICENSE) -> dict:
     """Everything the card says, as a dict (the front matter under ``"meta"``)."""
     cfg = ckpt.load_config(checkpoint)
     root = _run_root(checkpoint)
-    run, names = cfg["run"], [m.strip() for m in cfg["modality"].split(",") if m.strip()]
+    spec = RunSpec.from_checkpoint(cfg)
+    run, names = spec.to_config(), spec.modalities
     ft = cfg.get("finetune")
     masks = cfg["model"].get("masks") or {}
     mask = masks.get(hf_cfg.modality) or next(iter(masks.values()), None)
     steps, loss = _steps(root if ft is None else Path(cfg.get("pretrained_from", root)))
     plan = _json(root / "plan.json") or {}
-    objectives = list((run.get("objectives") or cfg["model"].get("objectives") or {}))
+    objectives = list(spec.objectives)
     tags = ["omnipatch", "self-supervised", *names, *objectives] + ([ft["task"], "fine-tuned"] if ft else [])
     meta = {"library_name": "omnipatch", "license": license, "tags": list(dict.fromkeys(tags))}
     if ft is None:
@@ -103,10 +105,10 @@ def card_facts(checkpoint, hf_cfg, license: str = DEFAULT_LICENSE) -> dict:
     return {
         "meta": meta, "modality": ", ".join(names), "kind": "pretrained encoder" if ft is None else
         f"fine-tuned {ft['task']} model", "description": {m: _description(m) for m in names},
-        "source": run["data"].get("source"), "options": run["data"].get("options") or {},
-        "facts": plan.get("facts") or {}, "objectives": _objectives(cfg),
-        "mask": mask, "augment_strength": run["data"].get("augment_strength"),
-        "train": run.get("train") or {}, "steps": steps, "loss": loss,
+        "source": spec.source, "options": run.data.options or {},
+        "facts": plan.get("facts") or {}, "objectives": _objectives(spec, cfg),
+        "mask": mask, "augment_strength": spec.augment_strength,
+        "train": run.to_dict()["train"], "steps": steps, "loss": loss,
         "finetune": ft, "finetune_result": _json(root / "metrics.json") if ft else None,
         "pretrained_from": cfg.get("pretrained_from"), "report": _json(root / "report.json"),
         "encoder": hf_cfg.omni_model["encoder"], "version": __version__,

@@ -20,6 +20,7 @@ from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
 from omnipatch.plan import Plan, fit_batch_size, scan
+from omnipatch.runspec import RunSpec, modality_list
 from omnipatch.shards import is_shard_source
 
 
@@ -53,12 +54,13 @@ def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
 
 def modality_names(cfg: Config) -> list[str]:
     """``data.modality`` as a list: ``"image"`` or ``"image,audio"`` (a paired run)."""
-    return [m.strip() for m in cfg.data.modality.split(",") if m.strip()]
+    return modality_list(cfg.data.modality)
 
 
-def modality_options(cfg: Config, name: str, paired: bool) -> dict:
-    """A paired run keeps each modality's options under its name: ``data.options.audio``."""
-    return dict(cfg.data.options.get(name, {})) if paired else dict(cfg.data.options)
+def modality_options(cfg: Config, name: str) -> dict:
+    """The options of modality ``name`` (:meth:`~omnipatch.runspec.RunSpec.options_for`: a
+    paired run keeps each modality's under its name, ``data.options.audio``)."""
+    return RunSpec.from_config(cfg).options_for(name)
 
 
 def build_model(cfg: Config, datasets: dict) -> OmniModel:
@@ -71,12 +73,11 @@ def build_model(cfg: Config, datasets: dict) -> OmniModel:
     for name, ds in datasets.items():
         spec = MODALITIES.get(name)
         masks[name] = check_names(cfg, spec)
-        kwargs = spec.adapter_kwargs(ds, {**spec.options, **modality_options(cfg, name, paired)})
+        kwargs = spec.adapter_kwargs(ds, {**spec.options, **modality_options(cfg, name)})
         adapters[name] = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
     dec = DecoderConfig(cfg.model.decoder_dim, cfg.model.decoder_depth, cfg.model.decoder_heads)
-    cross = ({"proj_dim": cfg.model.cross_dim, "temperature": cfg.model.cross_temperature,
-              "weight": cfg.model.cross_weight,
-              "views": cfg.model.cross_views, "augment": cfg.model.cross_augment} if paired else None)
+    head = RunSpec.from_config(cfg).cross
+    cross = head.as_kwargs() if paired and head is not None else None
     return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross, cfg.model.separate_encoders and paired)
 
 
@@ -92,7 +93,7 @@ def open_run_data(cfg: Config):
     from omnipatch.paired import PairedDataset
 
     paired = PairedDataset(cfg.data.source, lambda m, paths: open_data(
-        specs[m], paths, modality_options(cfg, m, True), cfg.data.on_bad_sample), names)
+        specs[m], paths, modality_options(cfg, m), cfg.data.on_bad_sample), names)
     return paired, paired.datasets
 
 
@@ -172,7 +173,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
               init_strict: bool) -> dict:
     if resume:
         saved = ckpt.load_config(out)
-        run = Config.from_dict(saved["run"])
+        run = RunSpec.from_checkpoint(saved).to_config()
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
         cfg = validate(run)  # a fresh run's config was validated by pretrain()
     names = modality_names(cfg)
@@ -209,7 +210,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         from omnipatch.paired import PairedDataset
 
         dataset = dataset.cache() if isinstance(dataset, PairedDataset) else CachedDataset(dataset)
-    config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
+    config = {"run": RunSpec.from_config(cfg).to_dict(), "model": model.config(), "modality": ",".join(names),
               "classes": getattr(dataset, "classes", None), "init": init_info}
     out.mkdir(parents=True, exist_ok=True)
     if main:

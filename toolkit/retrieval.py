@@ -262,9 +262,10 @@ def _cmd_query(a) -> None:
 def _cmd_eval(a) -> None:
     from omnipatch.api import load
     from omnipatch.paired import PairedDataset
+    from omnipatch.runspec import modality_list
 
     pre = load(a.checkpoint)
-    names = a.modality.split(",") if a.modality else pre.modalities
+    names = modality_list(a.modality) if a.modality else pre.modalities
     if len(names) != 2:
         raise OmnipatchError(f"retrieve eval needs two modalities, got {names}")
     ds = PairedDataset(a.data, lambda m, paths: pre.open(paths, modality=m), names)

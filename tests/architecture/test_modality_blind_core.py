@@ -62,7 +62,9 @@ def test_only_builtins_imports_the_bundled_modalities_and_adapters():
 
 def test_contract_modules_import_nothing_above_them():
     g = graph()
-    assert g["omnipatch.modality"] <= {"omnipatch.batch", "omnipatch.registry", "omnipatch.errors", "omnipatch.outputs"}
+    assert g["omnipatch.modality"] <= {"omnipatch.batch", "omnipatch.registry", "omnipatch.errors", "omnipatch.outputs",
+                                       "omnipatch.options"}
+    assert g["omnipatch.options"] <= {"omnipatch.errors"}  # how a modality declares its typed options
     assert g["omnipatch.outputs"] <= {"omnipatch.errors"}  # the Outputs / Embeddings part of the contract
     assert g["omnipatch.registry"] <= {"omnipatch.errors"}
     assert not any(d.startswith(BUNDLED) for d in g["omnipatch.adapter"] | g["omnipatch.tokens"])

@@ -115,7 +115,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
     if len(pre.modalities) > 1:
         raise OmnipatchError("report compares single-modality runs; for a paired run use `omnipatch retrieve eval`")
     spec = MODALITIES.get(pre.modality)
-    source = data or pre.config["run"]["data"]["source"]
+    source = data or pre.spec.source
     dataset = pre.open(source, "skip")
     samples = _read(dataset, max_samples, seed)
     n_train = len(samples)
@@ -142,7 +142,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
             raise OmnipatchError(f"{test_data}: no labelled held-out samples")
     else:
         tr, te, how = _split(ids, y, groups, seed, holdout)
-    seed_run = int(pre.config["run"]["train"].get("seed", 0))
+    seed_run = int(pre.spec.train.seed)
     rnd = load(run_dir, random_init=True, seed=seed_run)
     listed = _Listed(samples)
     feats = {"pretrained": pre.embed(listed, modality=pre.modality)[1].numpy(),

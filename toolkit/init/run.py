@@ -35,6 +35,7 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
     statistics), weights from ``source``; ``config`` is a pretraining run's (0 steps)."""
     from omnipatch.config import Config
     from omnipatch.pretrain import build_model, open_run_data
+    from omnipatch.runspec import RunSpec
 
     if not modality:
         raise OmnipatchError(f"--init {source}: name the modality of the data (--modality)")
@@ -46,7 +47,7 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
     dataset, per = open_run_data(cfg)
     torch.manual_seed(seed)
     model, summary = init_for_run(build_model(cfg, per), source, out, pos, strict, seed, quiet)
-    config = {"run": cfg.to_dict(), "model": model.config(), "modality": modality,
+    config = {"run": RunSpec.from_config(cfg).to_dict(), "model": model.config(), "modality": modality,
               "classes": getattr(dataset, "classes", None), "init": summary}
     return model, config
 
