@@ -83,9 +83,8 @@ def embed_volume(pre, volume: str | Path | Tensor, roi_size: list[int] | None = 
         vol = torch.as_tensor(volume).float()
     if vol.dim() != 4 or vol.shape[0] != adapter.in_chans:
         raise OmnipatchError(f"embed_volume expects (C={adapter.in_chans}, X, Y, Z), got {tuple(vol.shape)}")
-    opts = pre.config["run"]["data"].get("options", {})
-    opts = opts.get(pre.modality, opts) if isinstance(opts.get(pre.modality), dict) else opts  # paired runs
-    roi = list(roi_size or opts.get("roi_size") or MODALITIES.get(pre.modality).options["roi_size"])
+    roi = list(roi_size or pre.spec.options_for(pre.modality).get("roi_size")
+               or MODALITIES.get(pre.modality).options["roi_size"])
     ps = adapter.patch_size
     # pad to at least one window and to whole patches, so the map has an integer scale
     target = [max(r, -(-s // p) * p) for s, r, p in zip(vol.shape[1:], roi, ps)]

@@ -207,11 +207,38 @@ def _list(a) -> None:
     from omnipatch.modality import ADAPTERS, MODALITIES
     from omnipatch.objectives import OBJECTIVES
 
+    if a.modality:
+        spec = MODALITIES.get(a.modality)
+        print(f"{spec.name}: {spec.description}")
+        print("\n".join(_option_lines(spec, full=True)))
+        return
     for title, reg in (("modalities", MODALITIES), ("adapters", ADAPTERS), ("objectives", OBJECTIVES),
                        ("masks", MASKS), ("presets", PRESETS)):
         print(f"{title}:")
         for name, desc in reg.describe().items():
             print(f"  {name:<14} {desc}")
+            if reg is MODALITIES:
+                print("\n".join(_option_lines(MODALITIES.get(name), full=False)))
+
+
+def _option_lines(spec, full: bool) -> list[str]:
+    """A modality's options, one line each: name = default and the reason for it; ``full``
+    adds the group (data / adapter), the type, the flag and what the option is."""
+    from omnipatch.dataflags import flag_table
+
+    rows = spec.option_table()
+    if not full:
+        return [f"      {o.name:<20} {json.dumps(o.default):<18} {o.reason}".rstrip() for o in rows]
+    flags = flag_table()
+    out = [f"  {'option':<22} {'group':<8} {'type':<24} {'default':<22} reason"]
+    for o in rows:
+        flag = f" [flag --{o.name.replace('_', '-')}]" if any(s.modality == spec.name for s in flags.get(o.name, ())) \
+            else ""
+        what = f"{o.what}. " if o.what else ""
+        out.append(f"  {o.name:<22} {o.group:<8} {o.type:<24} {json.dumps(o.default):<22} {what}{o.reason}{flag}")
+    out.append(f"  (set with --set data.options.NAME=VALUE{'; ' if spec.model_options else ''}"
+               + (f"baked into a trained model: {', '.join(spec.model_options)}" if spec.model_options else "") + ")")
+    return out
 
 
 def _demo(a) -> None:
@@ -237,7 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--budget", help="wall-clock budget (90s, 10m, 1.5h): steps are sized to it on this machine")
     s.add_argument("--on-bad-sample", choices=["raise", "skip"])
-    add_data_flags(s, with_set=False)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
     s.add_argument("--labels", help="CSV id,label: end with the 'did pretraining help?' report (report.md); "
                                     "a manifest's label column does the same")
@@ -246,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "a non-empty --out)")
     add_init_args(s)
     s.add_argument("--quiet", action="store_true")
+    add_data_flags(s, with_set=False)  # last: a flag a modality declares never shadows the command's own
     s.set_defaults(func=_pretrain)
 
     s = sub.add_parser("embed", help="embed files with a pretrained encoder")
@@ -269,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int)
     s.add_argument("--out", help="write the plan as JSON")
     s.add_argument("--json", action="store_true")
-    add_data_flags(s)
     s.add_argument("--option", action="append", metavar="KEY=VALUE", help="a data option")
+    add_data_flags(s)
     s.set_defaults(func=_inspect)
 
     s = sub.add_parser("report", help="did pretraining help? pretrained vs random init vs raw features")
@@ -292,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_eval)
 
-    s = sub.add_parser("list", help="registered modalities, adapters, objectives, masks, presets")
+    s = sub.add_parser("list", help="registered modalities (with their options), adapters, objectives, masks, "
+                                    "presets")
+    s.add_argument("modality", nargs="?", help="one modality's full option table")
     s.set_defaults(func=_list)
 
     for module in COMMAND_MODULES:  # finetune, export, retrieve ...: each adds its own subcommands

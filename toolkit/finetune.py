@@ -594,15 +594,15 @@ def add_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (e.g. channels=4)")
-    from omnipatch.dataflags import add_data_flags
-
-    add_data_flags(s)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
     s.add_argument("--test-data", help="held-out data scored with the best weights")
     s.add_argument("--test-labels", help="labels of --test-data (default: --labels)")
     s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
     s.add_argument("--json", action="store_true", help="print metrics.json only")
     s.add_argument("--quiet", action="store_true")
+    from omnipatch.dataflags import add_data_flags
+
+    add_data_flags(s)  # last: a flag a modality declares never shadows the command's own
     s.set_defaults(func=_command)
 
 
