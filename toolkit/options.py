@@ -118,6 +118,8 @@ def parse_text(tp: Any, text: str, key: str) -> Any:
     optional = type(None) in typing.get_args(tp)
     if optional and text.lower() in ("none", "null", ""):
         return None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:  # X | None
+        return parse_text(args[0], text, key)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for alt in sorted(args, key=lambda a: typing.get_origin(a) in (list, tuple)):  # scalars first
             try:
