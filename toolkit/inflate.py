@@ -140,7 +140,6 @@ def load_adapted(run_dir, in_chans: int, mean: list[float] | None = None, std: l
     from safetensors.torch import load_file
 
     from omnipatch.model import OmniModel
-
     from omnipatch.runspec import RunSpec
 
     cfg = ckpt.load_config(run_dir)

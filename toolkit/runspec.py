@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnipatch.config import Config, DataConfig, ModelConfig, TrainConfig, set_key
+from omnipatch.config import Config, DataConfig, ModelConfig, TrainConfig, parse_objectives, set_key
 from omnipatch.errors import OmnipatchError
 from omnipatch.modality import modality_list  # the one place a modality string is split; re-exported here
 
@@ -175,7 +175,8 @@ class RunSpec:
         """
         d = migrate(d, fallback)
         cfg = Config()
-        cfg.objectives = copy.deepcopy(d["objectives"])
+        objs = d["objectives"]
+        cfg.objectives = parse_objectives(objs) if isinstance(objs, str) else copy.deepcopy(dict(objs))
         for section in ("data", "model", "train"):
             obj = getattr(cfg, section)
             known = {f.name for f in dataclasses.fields(obj)}
