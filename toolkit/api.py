@@ -30,8 +30,10 @@ class Pretrained:
 
     @cached_property
     def spec(self) -> RunSpec:
-        """The run record (:class:`~omnipatch.runspec.RunSpec`) of the loaded checkpoint."""
-        return RunSpec.from_checkpoint(self.config)
+        """The run record (:class:`~omnipatch.runspec.RunSpec`) of the loaded checkpoint (a
+        config built in memory without modality names has this object's)."""
+        cfg = self.config if self.config.get("modality") else {**self.config, "modality": ",".join(self.modalities)}
+        return RunSpec.from_checkpoint(cfg)
 
     @property
     def modality(self) -> str:
