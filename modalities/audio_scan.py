@@ -93,7 +93,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
         same = "all at" if len(rates) == 1 else "all at most"
         fits["sample_rate"] = (rate, f"the {len(durations)} scanned files are {same} {rate} Hz: "
                                      f"no upsampling to {int(options['sample_rate'])} Hz")
-    hop_ms, win_ms = float(options.get("hop_ms", 10.0)), float(options.get("win_ms", 25.0))
+    hop_ms, win_ms = float(options["hop_ms"]), float(options["win_ms"])
     step = _patch(options)[1] if len(_patch(options)) == 2 else 16
     n_mels = int(options["n_mels"])
     if "n_mels" not in explicit:
@@ -109,8 +109,8 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
                               f"a {s:g} s window; {n_short} of {len(durations)} scanned clips are shorter and "
                               f"padded (masked), {sum(d > s for d in durations)} longer and cropped")
     shortest = min(durations)
-    if "min_seconds" not in explicit and shortest < float(options.get("min_seconds", 0.1)):
+    if "min_seconds" not in explicit and shortest < float(options["min_seconds"]):
         m = max(0.01, math.floor(shortest * 100) / 100)
         fits["min_seconds"] = (m, f"the shortest clip lasts {shortest:.3f} s, below min_seconds "
-                                  f"{options.get('min_seconds', 0.1):g}")
+                                  f"{options['min_seconds']:g}")
     return facts, fits

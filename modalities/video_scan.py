@@ -93,7 +93,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     n_short = sum(n < s * (f - 1) + 1 for n in lengths)
     why = f"the shortest clip has {shortest} frames"
     if n_short:
-        rule = options.get("short_clips", "hold")
+        rule = options["short_clips"]
         how = {"hold": "their last frame repeats", "loop": "they wrap around"}.get(rule, "they are refused")
         why += (f"; {n_short} of {len(lengths)} scanned clips are shorter than the {s * (f - 1) + 1}-frame "
                 f"span (short_clips={rule!r}: {how})")
@@ -110,6 +110,6 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
             fits["size"] = (max(step, native // step * step),
                             f"the smallest frames are {w}x{h}: the short side {native} rounded down to a "
                             f"multiple of the patch {step} (no upsampling)")
-    if grey and int(options.get("channels", 3)) == 3 and "channels" not in explicit:
+    if grey and int(options["channels"]) == 3 and "channels" not in explicit:
         fits["channels"] = (1, f"all {len(infos)} scanned videos are stored grey")
     return facts, fits

@@ -69,7 +69,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     def header(e):  # an unknown series value fails here too: the reader names it later
         img = _load_header(e.path)
         ext, mm = ras_extent(img, options.get("spacing"))
-        return img, ext, mm, _channels(img, options.get("series", "auto"))
+        return img, ext, mm, _channels(img, options["series"])
 
     entries = volume_entries(source)
     facts: dict = {"volumes": len(entries)}
@@ -95,9 +95,9 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
         facts["intensity range (a few files)"] = lo_hi
 
     fits: dict = {}
-    ps = options.get("patch_size", 8)
+    ps = options["patch_size"]
     ps = [int(ps)] * 3 if isinstance(ps, (int, float)) else [int(p) for p in ps]
-    roi = options.get("roi_size", [32, 32, 32])
+    roi = options["roi_size"]
     roi = [int(roi)] * 3 if isinstance(roi, (int, float)) else [int(r) for r in roi]
     if "roi_size" not in explicit and len(ps) == 3 and len(roi) == 3:
         smallest = [min(x[a] for x in extents) for a in range(3)]
@@ -108,7 +108,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
                                      f"{'x'.join(map(str, ps))}) instead of padding to {'x'.join(map(str, roi))}")
     crops = int(options.get("crops_per_volume") or 1)
     larger = [x for x in extents if any(a > r for a, r in zip(x, roi))]
-    if ("crops_per_volume" not in explicit and options.get("crop", "random") == "random" and larger
+    if ("crops_per_volume" not in explicit and options["crop"] == "random" and larger
             and len(entries) * crops < TARGET_SAMPLES):
         k = min(256, math.ceil(TARGET_SAMPLES / len(entries)))
         fits["crops_per_volume"] = (k, f"{len(entries)} volume(s): {k} random crops each give "
