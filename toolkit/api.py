@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnipatch import checkpoint as ckpt
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.batch import Batch
-from omnipatch.engine import resolve_device
+from omnipatch.train.engine import resolve_device
 from omnipatch.errors import OmnipatchError
 from omnipatch.modality import MODALITIES
 from omnipatch.model import OmniModel
@@ -43,7 +43,7 @@ class Pretrained:
         ``options`` (those the model was built from must not change; see
         :mod:`omnipatch.dataflags`)."""
         from omnipatch.dataflags import merge_checked
-        from omnipatch.pretrain import open_data
+        from omnipatch.train.pretrain import open_data
 
         m = self.modality_name(modality)
         opts = self.config["run"]["data"].get("options", {})

@@ -302,7 +302,7 @@ def validate_train(train: TrainConfig) -> TrainConfig:
             check_range(key, getattr(train, name), kind, lo, hi, lo_open, hi_open)
     if train.batch_size == 1:
         raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
-    from omnipatch.loggers import check
+    from omnipatch.train.loggers import check
 
     train.loggers = check(train.loggers)  # known names whose packages are installed
     return train

@@ -35,7 +35,7 @@ import math
 import torch
 from torch import Tensor
 
-from omnipatch import checkpoint as ckpt
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from omnipatch.accumulate import merge_terms
+from omnipatch.train.accumulate import merge_terms
 from omnipatch.adapter import ModalityAdapter
 from omnipatch.batch import Batch
 from omnipatch.encoder import Encoder, EncoderConfig, pool

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from omnipatch.batch import collate
-from omnipatch.data import StepSampler
-from omnipatch.engine import micro_index, step_generator
+from omnipatch.train.data import StepSampler
+from omnipatch.train.engine import micro_index, step_generator
 from omnipatch.masking import MaskSpec, mask_tokens
 from omnipatch.modality import MODALITIES
 from tests.distributed.harness import build

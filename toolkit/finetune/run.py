@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnipatch import checkpoint as ckpt
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.finetune_data import (
+from omnipatch.finetune.labels import (
     LabelledData,
     Labels,
     build_labels,
@@ -99,7 +99,7 @@ class FinetuneConfig:
                                        ("partial_blocks", "int", 1, False), ("augment_strength", "float", 0, False)):
             check_range(f"finetune.{key}", getattr(self, key), kind, lo, None, lo_open)
         check_device(self.device, "--device")
-        from omnipatch.finetune_data import MATCHES
+        from omnipatch.finetune.labels import MATCHES
 
         if self.match_ids not in MATCHES:
             raise OmnipatchError(f"match_ids must be one of {', '.join(MATCHES)}, got {self.match_ids!r}")
@@ -391,8 +391,8 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     Returns:
         The content of ``metrics.json``.
     """
-    from omnipatch.data import CachedDataset
-    from omnipatch.engine import lr_lambda, resolve_device
+    from omnipatch.train.data import CachedDataset
+    from omnipatch.train.engine import lr_lambda, resolve_device
 
     cfg = cfg or FinetuneConfig()
     cfg.check()
@@ -454,7 +454,7 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
     """``(dataset, spec, options)``: ``data`` opened with the run's dataset options (of
     ``modality`` in a paired run) updated by ``options``; a dataset is returned as is."""
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import open_data
+    from omnipatch.train.pretrain import open_data
 
     names = _modalities(run_cfg)
     m = modality or names[0]
@@ -492,7 +492,7 @@ class Finetuned:
     def predict(self, data, batch_size: int = 256, on_bad_sample: str = "raise") -> tuple[list[str], np.ndarray]:
         """Ids and predictions: class probabilities ``(N, K)``, values ``(N,)``, or class
         maps ``(N, *S)`` (indices into ``config["classes"]``)."""
-        from omnipatch.data import eval_loader
+        from omnipatch.train.data import eval_loader
 
         ds = self.open(data, on_bad_sample)
         device = next(self.model.parameters()).device
@@ -520,7 +520,7 @@ class Finetuned:
 
 def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
     """Load ``FT_DIR`` written by :func:`finetune` (strict: every weight must match)."""
-    from omnipatch.engine import resolve_device
+    from omnipatch.train.engine import resolve_device
     from omnipatch.model import OmniModel
 
     cfg = ckpt.load_config(ft_dir)
@@ -571,7 +571,7 @@ def _command(a) -> None:
 def add_commands(sub) -> None:
     """Add ``omnipatch finetune`` to the CLI's subparsers."""
     s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
-    from omnipatch.cli import add_init_args
+    from omnipatch.cli.main import add_init_args
     from omnipatch.config import DataConfig
 
     s.add_argument("--checkpoint", help="pretraining run directory (or --init SOURCE)")

@@ -26,16 +26,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from omnipatch import checkpoint as ckpt
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.model_card import DEFAULT_LICENSE, write_card
+from omnipatch.export.model_card import DEFAULT_LICENSE, write_card
 
 FORMATS = ("hf",)
 
 
 def register():
     """Register ``omnipatch`` with ``AutoConfig`` / ``AutoModel``; returns the two classes."""
-    from omnipatch.hf import OmnipatchConfig, OmnipatchModel
+    from omnipatch.export.hf import OmnipatchConfig, OmnipatchModel
 
     return OmnipatchConfig, OmnipatchModel
 
@@ -61,7 +61,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         spec = module.__spec__
         spec.loader = self._loader  # leave the real loader behind for reloads and introspection
         self._loader.exec_module(module)
-        if "omnipatch.hf" in sys.modules:  # transformers was imported by omnipatch.hf, which registers itself
+        if "omnipatch.export.hf" in sys.modules:  # transformers was imported by omnipatch.export.hf, which registers itself
             return
         try:
             register()

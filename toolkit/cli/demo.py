@@ -100,7 +100,7 @@ def native_pixels(train_csv: Path, test_csv: Path) -> dict[str, float]:
 
 def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: bool = False) -> dict:
     from omnipatch.eval.report import report
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     out = Path(out)
     steps = steps or DEMO_STEPS
@@ -117,7 +117,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
     first, last = summary["first"], summary["last"]
     import torch
 
-    from omnipatch.precision import cpu_model
+    from omnipatch.train.precision import cpu_model
 
     where = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
              else f"{cpu_model()}, {torch.get_num_threads()} threads")

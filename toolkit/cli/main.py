@@ -15,7 +15,7 @@ from omnipatch.dataflags import add_data_flags
 from omnipatch.errors import OmnipatchError
 
 #: modules with ``add_commands(subparsers)``; each keeps its command next to its library code
-COMMAND_MODULES: list[str] = ["omnipatch.retrieval", "omnipatch.finetune", "omnipatch.export"]
+COMMAND_MODULES: list[str] = ["omnipatch.eval.retrieval", "omnipatch.finetune.run", "omnipatch.export.save"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +36,7 @@ def _pretrain(a) -> None:
     from omnipatch.config import Config, apply_keys, load_yaml_dict, parse_duration, parse_objectives, set_key
     from omnipatch.dataflags import data_options
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     given = load_yaml_dict(a.config) if a.config else {}
     modality = a.modality or (given.get("data") or {}).get("modality") or Config().data.modality
@@ -86,7 +86,7 @@ def _pretrain(a) -> None:
 
 def _check_resume_flags(a, cfg) -> None:
     """``--resume`` continues the run exactly: a flag that would change what it trains on is refused."""
-    from omnipatch import checkpoint as ckpt
+    from omnipatch.train import checkpoint as ckpt
 
     saved = ckpt.load_config(a.out)["run"]
     given = {"--data": (a.data, cfg.data.source, saved["data"]["source"]),
@@ -135,12 +135,12 @@ def _embed(a) -> None:
 def _inspect(a) -> None:
     from omnipatch.dataflags import data_options
     from omnipatch.modality import MODALITIES
-    from omnipatch.plan import fit_batch_size, scan
+    from omnipatch.train.plan import fit_batch_size, scan
 
     spec = MODALITIES.get(a.modality)
     opts = data_options(a)
     plan = scan(spec, a.data, opts)
-    from omnipatch.pretrain import open_data
+    from omnipatch.train.pretrain import open_data
 
     ds = open_data(spec, a.data, {**plan.options(), **opts}, "skip")
     plan.facts.setdefault("samples", len(ds))
@@ -212,7 +212,7 @@ def _list(a) -> None:
 
 
 def _demo(a) -> None:
-    from omnipatch.demo import run_demo
+    from omnipatch.cli.demo import run_demo
 
     run_demo(a.out, steps=a.steps, quiet=a.quiet)
 

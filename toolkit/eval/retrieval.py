@@ -190,7 +190,7 @@ def _cmd_index(a) -> None:
                          space=_space(pre),
                          batch_size=a.batch_size)
     data = str(Path(a.data).resolve()) if Path(a.data).exists() else a.data
-    from omnipatch.checkpoint import content_hash
+    from omnipatch.train.checkpoint import content_hash
 
     idx = build_index(emb, ids, {"modality": a.modality, "checkpoint": str(Path(a.checkpoint).resolve()),
                                  "checkpoint_sha256": content_hash(a.checkpoint),
@@ -201,7 +201,7 @@ def _cmd_index(a) -> None:
 
 def _checked_checkpoint(idx: Index, where) -> str:
     """The index's checkpoint, refused when its weights changed since the index was built."""
-    from omnipatch.checkpoint import content_hash
+    from omnipatch.train.checkpoint import content_hash
 
     run = idx.meta.get("checkpoint")
     if not run:
@@ -261,7 +261,7 @@ def _cmd_query(a) -> None:
 
 def _cmd_eval(a) -> None:
     from omnipatch.api import load
-    from omnipatch.paired import PairedDataset
+    from omnipatch.train.paired import PairedDataset
 
     pre = load(a.checkpoint)
     names = a.modality.split(",") if a.modality else pre.modalities

@@ -16,15 +16,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from omnipatch import checkpoint as ckpt
-from omnipatch.accumulate import SplitStep, backward_cached, backward_plain
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.accumulate import SplitStep, backward_cached, backward_plain
 from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig, validate_train
-from omnipatch.data import CollateSkipping, step_loader
+from omnipatch.train.data import CollateSkipping, step_loader
 from omnipatch.errors import OmnipatchError
-from omnipatch.loggers import Loggers, open_loggers, read_metrics
-from omnipatch.progress import Progress
-from omnipatch.strategy import make_strategy
+from omnipatch.train.loggers import Loggers, open_loggers, read_metrics
+from omnipatch.train.progress import Progress
+from omnipatch.train.strategy import make_strategy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,7 +108,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     streaming = isinstance(dataset, IterableDataset)
     validate_train(cfg)
     if cfg.batch_size == 0:  # fit to the data (omnipatch.plan): 128 or the data set once per step
-        from omnipatch.plan import fit_batch_size
+        from omnipatch.train.plan import fit_batch_size
 
         cfg = replace(cfg, batch_size=fit_batch_size(None, 0, None if streaming else len(dataset), world,
                                                      cfg.grad_accum))
@@ -124,7 +124,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                                  f"or none to fit it to the data")
         total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
     if cfg.compile:  # before wrapping: each block compiled in place (state-dict keys unchanged)
-        from omnipatch.compiled import compile_blocks
+        from omnipatch.train.compiled import compile_blocks
 
         compile_blocks(model)
     step_module = StepModule(model, compute)
@@ -174,7 +174,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     else:
         loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
                                   rank=strategy.rank, world=world))
-    from omnipatch.precision import resolve as resolve_precision
+    from omnipatch.train.precision import resolve as resolve_precision
 
     precision = resolve_precision(cfg.precision, device, run_dir, write=main, resume=resume)  # RUN_DIR/precision.json
     autocast, scaler = precision.autocast(), precision.scaler()
@@ -241,7 +241,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": strategy.total(seen) / max(dt, 1e-9)}
             rec.update(terms_mean)
             if health:
-                from omnipatch.monitors import collapsed, describe
+                from omnipatch.train.monitors import collapsed, describe
 
                 rec.update({f"health/{k}": v for k, v in health.items()})
                 if collapsed(health) and main:
@@ -253,7 +253,7 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
                     terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items()
                                          if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/"))
                     if health:
-                        from omnipatch.monitors import describe
+                        from omnipatch.train.monitors import describe
 
                         terms_txt += f" | {describe(health)}"
                     progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")

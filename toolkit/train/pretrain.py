@@ -8,19 +8,19 @@ from pathlib import Path
 
 import torch
 
-from omnipatch import checkpoint as ckpt
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.config import Config, validate
-from omnipatch.data import CachedDataset
+from omnipatch.train.data import CachedDataset
 from omnipatch.encoder import PRESETS
-from omnipatch.engine import fit, single_modality_step
+from omnipatch.train.engine import fit, single_modality_step
 from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig
 from omnipatch.masking import MASKS, MaskSpec
 from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
-from omnipatch.plan import Plan, fit_batch_size, scan
-from omnipatch.shards import is_shard_source
+from omnipatch.train.plan import Plan, fit_batch_size, scan
+from omnipatch.train.shards import is_shard_source
 
 
 def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "raise"):
@@ -89,7 +89,7 @@ def open_run_data(cfg: Config):
     if len(names) == 1:
         ds = open_data(specs[names[0]], cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
         return ds, {names[0]: ds}
-    from omnipatch.paired import PairedDataset
+    from omnipatch.train.paired import PairedDataset
 
     paired = PairedDataset(cfg.data.source, lambda m, paths: open_data(
         specs[m], paths, modality_options(cfg, m, True), cfg.data.on_bad_sample), names)
@@ -103,7 +103,7 @@ def open_stream(cfg: Config, spec: ModalitySpec):
     import shutil
     import tempfile
 
-    from omnipatch.shards import ShardStream, extract_first, shard_list
+    from omnipatch.train.shards import ShardStream, extract_first, shard_list
 
     if spec.stream_reader is None:
         raise OmnipatchError(f"modality {spec.name!r} does not stream from tar shards (its spec has no stream_reader)")
@@ -156,7 +156,7 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     and a fresh run refuses a non-empty ``out`` unless ``overwrite`` (which removes the old
     run's artefacts first); temporaries of a killed checkpoint write are cleaned.
     """
-    from omnipatch.rundir import RunLock, make_run_dir, prepare
+    from omnipatch.train.rundir import RunLock, make_run_dir, prepare
 
     if not resume:
         validate(cfg)  # before touching the disk
@@ -206,7 +206,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
 
         model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
-        from omnipatch.paired import PairedDataset
+        from omnipatch.train.paired import PairedDataset
 
         dataset = dataset.cache() if isinstance(dataset, PairedDataset) else CachedDataset(dataset)
     config = {"run": cfg.to_dict(), "model": model.config(), "modality": ",".join(names),
@@ -216,16 +216,16 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if len(names) == 1:
         spec = MODALITIES.get(names[0])
-        from omnipatch.monitors import single_modality_monitor
+        from omnipatch.train.monitors import single_modality_monitor
 
         compute, collate = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength), None
         monitor = single_modality_monitor(model, spec.name, spec.augment, cfg.data.augment_strength)
     else:
-        from omnipatch.paired import PairedCollate, paired_step
+        from omnipatch.train.paired import PairedCollate, paired_step
 
         compute = paired_step(model, {m: MODALITIES.get(m).augment for m in names}, cfg.data.augment_strength)
         collate, monitor = PairedCollate(names), None
-    from omnipatch.loggers import open_loggers
+    from omnipatch.train.loggers import open_loggers
 
     start = int((ckpt.load_train_state(out) or {}).get("step", 0)) if resume else 0
     with open_loggers(cfg.train.loggers, out, config, start, resume, main) as loggers:
