@@ -57,13 +57,13 @@ def child(mode: str, manifest: str, total: int, micro: int, out: str) -> dict:
 
     import torch
 
-    from omnipatch.accumulate import backward_cached, backward_plain
+    from omnipatch.train.accumulate import backward_cached, backward_plain
     from omnipatch.batch import collate
     from omnipatch.config import Config
-    from omnipatch.engine import StepModule, single_modality_step, step_generator
+    from omnipatch.train.engine import StepModule, single_modality_step, step_generator
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import build_model, open_data
-    from omnipatch.strategy import Strategy
+    from omnipatch.train.pretrain import build_model, open_data
+    from omnipatch.train.strategy import Strategy
 
     torch.set_num_threads(1)
     cfg = Config()

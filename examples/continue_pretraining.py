@@ -77,8 +77,8 @@ RUNS = (("A: MNIST 5k", "A"), ("B: digits, --init A", "B_init"), ("B: digits, sc
 
 def main(argv=None) -> dict:
     from examples._cli import probe_run
-    from omnipatch.demo import demo_config, write_digits
-    from omnipatch.pretrain import pretrain
+    from omnipatch.cli.demo import demo_config, write_digits
+    from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/continue")

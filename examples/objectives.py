@@ -72,7 +72,7 @@ def held_out(pre, data: dict, linear: bool) -> dict:
     import torch
 
     from omnipatch.eval import knn_accuracy, linear_accuracy
-    from omnipatch.monitors import collapsed, health
+    from omnipatch.train.monitors import collapsed, health
 
     _, xtr = pre.embed(data["train"])
     _, xte = pre.embed(data["test"])
@@ -88,9 +88,9 @@ def held_out(pre, data: dict, linear: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from omnipatch.api import load
-    from omnipatch.demo import demo_config, write_digits
+    from omnipatch.cli.demo import demo_config, write_digits
     from omnipatch.errors import OmnipatchError
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/objectives")
