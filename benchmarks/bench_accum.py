@@ -57,12 +57,12 @@ def child(mode: str, manifest: str, total: int, micro: int, out: str) -> dict:
 
     import torch
 
-    from omnipatch.train.accumulate import backward_cached, backward_plain
     from omnipatch.batch import collate
     from omnipatch.config import Config
-    from omnipatch.train.engine import StepModule, single_modality_step, step_generator
     from omnipatch.modality import MODALITIES
-    from omnipatch.train.pretrain import build_model, open_data
+    from omnipatch.train.accumulate import backward_cached, backward_plain
+    from omnipatch.train.build import build_model, open_data
+    from omnipatch.train.engine import StepModule, single_modality_step, step_generator
     from omnipatch.train.strategy import Strategy
 
     torch.set_num_threads(1)

@@ -124,11 +124,11 @@ def save_plot(results: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from omnipatch.cli.demo import write_digits
+    from omnipatch.finetune import finetune, open_for
     from omnipatch.train.checkpoint import load_config
     from omnipatch.train.data import CachedDataset
-    from omnipatch.cli.demo import write_digits
     from omnipatch.train.engine import read_metrics
-    from omnipatch.finetune import finetune, open_for
     from omnipatch.train.pretrain import pretrain
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -39,10 +39,10 @@ def build(source: str, objectives: dict):
     """``(model, split step, dataset)`` as ``omnipatch pretrain`` builds them, seeded; a
     paired run (image <-> audio manifest) when ``objectives`` is ``OBJECTIVES[PAIRED]``."""
     from omnipatch.config import Config
-    from omnipatch.train.engine import single_modality_step
     from omnipatch.modality import MODALITIES
+    from omnipatch.train.build import build_model, open_data, open_run_data
+    from omnipatch.train.engine import single_modality_step
     from omnipatch.train.paired import PairedCollate, paired_step
-    from omnipatch.train.pretrain import build_model, open_data, open_run_data
 
     cfg = Config()
     cfg.model.preset, cfg.model.decoder_dim, cfg.model.decoder_depth = "micro", 32, 1

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from omnipatch.train import checkpoint as ckpt
 from omnipatch.config import Config
 from omnipatch.errors import OmnipatchError
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.train.pretrain import pretrain
 
 

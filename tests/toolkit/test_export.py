@@ -16,10 +16,10 @@ import yaml
 from safetensors.torch import load_file
 
 import omnipatch
-from omnipatch.train import checkpoint as ckpt
-from omnipatch.train.engine import read_metrics
 from omnipatch.export import export_hf
 from omnipatch.finetune import FinetuneConfig, finetune, load_finetuned
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.engine import read_metrics
 from tests.toolkit.test_finetune import make_run
 
 

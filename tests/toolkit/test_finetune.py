@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import omnipatch
-from omnipatch.train import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
 from omnipatch.eval import metrics as M
 from omnipatch.finetune import (
@@ -26,6 +25,7 @@ from omnipatch.finetune import (
 )
 from omnipatch.heads.task import DenseHead
 from omnipatch.inflate import adapt_state_dict, inflate_channels, load_adapted
+from omnipatch.train import checkpoint as ckpt
 
 
 # -- shared fixtures (test_export.py imports make_run) ----------------------------------------------

@@ -107,8 +107,8 @@ def test_paired_manifest_errors(paired_manifest, tmp_path, capsys):
 
 def test_paired_dataset_reads_each_file_once(paired_manifest):
     from omnipatch.modality import MODALITIES, load_builtin
+    from omnipatch.train.build import open_data
     from omnipatch.train.paired import PairedDataset
-    from omnipatch.train.pretrain import open_data
 
     load_builtin()
     opts = {"image": {"image_size": 16, "channels": 1}, "audio": {"seconds": 0.5, "n_mels": 16}}

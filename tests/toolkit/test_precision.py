@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from omnipatch.train import precision as P
 from omnipatch.config import Config
 from omnipatch.errors import OmnipatchError
+from omnipatch.train import precision as P
 
 
 def _figures(fp32_ms, bf16_ms, cross_bf16=1024, cross_fp32=128):

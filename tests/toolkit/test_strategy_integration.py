@@ -7,8 +7,8 @@ import socket
 import pytest
 import torch.multiprocessing as mp
 
-from omnipatch.train import checkpoint as ckpt
 from omnipatch.config import Config
+from omnipatch.train import checkpoint as ckpt
 from omnipatch.train.pretrain import pretrain
 
 pytestmark = pytest.mark.integration

@@ -142,3 +142,16 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
                    "mae_first": first.get("mae"), "mae_last": last.get("mae")})
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def run(a) -> None:
+    run_demo(a.out, steps=a.steps, quiet=a.quiet)
+
+
+def add_parser(sub) -> None:
+    """Add ``omnipatch demo`` to the CLI's subparsers."""
+    s = sub.add_parser("demo", help="pretrain on bundled handwritten digits and compare with a random encoder")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=run)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from omnipatch.finetune.labels import read_labels, sample_ids
 from omnipatch.finetune.run import (
-    Finetuned,
     FinetuneConfig,
+    Finetuned,
     FinetuneModel,
     build_head,
     finetune,

@@ -34,7 +34,7 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
     """``(model, config)``: a model for ``modality`` with adapters fitted to ``data`` (channels,
     statistics), weights from ``source``; ``config`` is a pretraining run's (0 steps)."""
     from omnipatch.config import Config
-    from omnipatch.train.pretrain import build_model, open_run_data
+    from omnipatch.train.build import build_model, open_run_data
 
     if not modality:
         raise OmnipatchError(f"--init {source}: name the modality of the data (--modality)")

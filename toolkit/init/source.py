@@ -238,8 +238,8 @@ def _timm_cached(name: str, model) -> Path:
 def read_omnipatch(run_dir: Path) -> SourceWeights:
     """An omnipatch run: encoder + decoder keep their names; each grid adapter exports its
     patch embedding (and position table) in the neutral form."""
-    from omnipatch.train import checkpoint as ckpt
     from omnipatch.model import OmniModel
+    from omnipatch.train import checkpoint as ckpt
 
     cfg = ckpt.load_config(run_dir)
     if "model" not in cfg or "finetune" in cfg:

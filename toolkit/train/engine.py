@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from omnipatch.train import checkpoint as ckpt
-from omnipatch.train.accumulate import SplitStep, backward_cached, backward_plain
 from omnipatch.batch import Batch
 from omnipatch.config import TrainConfig, validate_train
-from omnipatch.train.data import CollateSkipping, step_loader
 from omnipatch.errors import OmnipatchError
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.accumulate import SplitStep, backward_cached, backward_plain
+from omnipatch.train.data import CollateSkipping, step_loader
 from omnipatch.train.loggers import Loggers, open_loggers, read_metrics
 from omnipatch.train.progress import Progress
 from omnipatch.train.strategy import make_strategy
