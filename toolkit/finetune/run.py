@@ -258,8 +258,12 @@ class _Runner:
     through the head on features computed once."""
 
     def __init__(self, model: FinetuneModel, data: LabelledData, cfg: FinetuneConfig, device, augment=None):
+        from omnipatch.train.precision import Precision
+
         self.model, self.data, self.cfg, self.device, self.augment = model, data, cfg, device, augment
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        name = "bf16" if cfg.bf16 else "fp32"
+        self.precision = Precision(name, name, device.type, "finetune.bf16")
+        self.autocast = self.precision.autocast()
         self.cache = None
         if cfg.mode == "linear":
             self.cache = self._features()
@@ -283,30 +287,42 @@ class _Runner:
         return {"hidden": torch.cat(hid) if hid else None, "pooled": torch.cat(pooled), "y": torch.cat(ys),
                 "grid": grid, "pos": pos}
 
-    def run(self, rows: list[int], train: bool, generator=None):
-        """Yields ``(outputs, targets)`` over ``rows`` (indices into the labelled data)."""
+    def items(self, rows: list[int], train: bool, generator=None):
+        """Yields ``(kind, inputs, targets)`` batches over ``rows`` (indices into the labelled
+        data): ``("cache", positions, y)`` in ``linear`` mode, else ``("batch", Batch, y)``."""
         for sel in _batches(len(rows), self.cfg.batch_size, generator if train else None):
             chosen = [rows[int(i)] for i in sel]
             if self.cache is not None:
-                c = self.cache
-                at = [c["pos"][r] for r in chosen if r in c["pos"]]
-                if not at:
-                    continue
-                at_t = torch.tensor(at)
-                hidden = None if c["hidden"] is None else c["hidden"][at_t].to(self.device)
-                with self.autocast:
-                    out = self.model.head(hidden, c["pooled"][at_t].to(self.device), c["grid"])
-                yield out, c["y"][at_t].to(self.device)
+                at = [self.cache["pos"][r] for r in chosen if r in self.cache["pos"]]
+                if at:
+                    at_t = torch.tensor(at)
+                    yield "cache", at_t, self.cache["y"][at_t]
                 continue
             batch, y, _ = collate_labelled([self.data[r] for r in chosen])
-            if batch is None:
-                continue
-            batch = batch.to(self.device)
-            if train and self.augment is not None:
-                batch = self.augment(batch, generator, self.cfg.augment_strength)
+            if batch is not None:
+                yield "batch", batch, y
+
+    def forward(self, item: tuple, generator=None) -> tuple[Tensor, Tensor]:
+        """``(outputs, targets)`` of one of :meth:`items`; a ``generator`` (training) draws the
+        view augmentation, when there is one."""
+        kind, x, y = item
+        if kind == "cache":
+            c = self.cache
+            hidden = None if c["hidden"] is None else c["hidden"][x].to(self.device)
             with self.autocast:
-                out = self.model(batch)
-            yield out, y.to(self.device)
+                out = self.model.head(hidden, c["pooled"][x].to(self.device), c["grid"])
+            return out, y.to(self.device)
+        batch = x.to(self.device)
+        if generator is not None and self.augment is not None:
+            batch = self.augment(batch, generator, self.cfg.augment_strength)
+        with self.autocast:
+            out = self.model(batch)
+        return out, y.to(self.device)
+
+    def run(self, rows: list[int], train: bool, generator=None):
+        """Yields ``(outputs, targets)`` over ``rows`` (indices into the labelled data)."""
+        for item in self.items(rows, train, generator):
+            yield self.forward(item, generator if train else None)
 
     @torch.no_grad()
     def evaluate(self, rows: list[int]) -> tuple[float, dict]:
@@ -323,28 +339,29 @@ class _Runner:
 
 def _fit(model: FinetuneModel, runner: _Runner, lab: Labels, opt, sched, train_rows: list[int], val_rows: list[int],
          cfg: FinetuneConfig, out: Path, config: dict, quiet: bool, save_every_s: float = 60.0) -> list[dict]:
-    """The epoch loop: train, validate, keep the best weights (in memory, and on disk at
-    most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
+    """The epoch loop: train (every batch one :class:`~omnipatch.train.engine.OptimStep`, the
+    optimiser step pretraining takes), validate, keep the best weights (in memory, and on disk
+    at most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
     ``patience`` epochs without improvement. Leaves the best weights in ``model``."""
+    from omnipatch.train.engine import OptimStep, StepModule
+    from omnipatch.train.strategy import Strategy
+
     history, best, best_state, since, last_save = [], (-math.inf, -math.inf), None, 0, time.time()
     (out / "history.jsonl").write_text("")
     g = torch.Generator().manual_seed(cfg.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    step_module = StepModule(model, lambda item, gen: {"loss": _loss(lab.kind, *runner.forward(item, gen))})
+    optim_step = OptimStep(step_module, opt, sched, Strategy("single", 0, 1, runner.device), runner.autocast,
+                           runner.precision.scaler(), grad_clip=1.0, hint="lower lr or check the labels")
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         if cfg.mode == "linear":
             model.adapters.eval(), model.encoder.eval()
         tot, n = 0.0, 0
-        for logits, y in runner.run(train_rows, train=True, generator=g):
-            loss = _loss(lab.kind, logits, y)
-            if not torch.isfinite(loss):
-                raise OmnipatchError(f"non-finite loss in epoch {epoch}; lower lr or check the labels")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            sched.step()
-            tot, n = tot + float(loss.detach()) * len(y), n + len(y)
+        for item in runner.items(train_rows, train=True, generator=g):
+            (terms,), _ = optim_step([(item, g)], step)
+            step += 1
+            tot, n = tot + float(terms["loss"].detach()) * len(item[2]), n + len(item[2])
         rec = {"epoch": epoch, "train_loss": tot / max(n, 1)}
         key = (float(epoch), 0.0)  # without validation the last epoch is the best
         if val_rows:
@@ -392,7 +409,7 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
         The content of ``metrics.json``.
     """
     from omnipatch.train.data import CachedDataset
-    from omnipatch.train.engine import lr_lambda, resolve_device
+    from omnipatch.train.engine import make_optimizer, resolve_device
 
     cfg = cfg or FinetuneConfig()
     cfg.check()
@@ -421,9 +438,9 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     augment = spec.augment if cfg.augment_strength > 0 else None
     runner = _Runner(model, labelled, cfg, device, augment)
 
-    opt = torch.optim.AdamW(layer_decay_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999))
     steps = cfg.epochs * math.ceil(len(train_rows) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, max(1, int(cfg.warmup_fraction * steps)), 0.01))
+    opt, sched = make_optimizer(layer_decay_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay), cfg.lr, steps,
+                                max(1, int(cfg.warmup_fraction * steps)), 0.01, betas=(0.9, 0.999))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {"finetune": asdict(cfg), "head": head_spec, "classes": lab.classes, "target_scale": lab.scale,

@@ -95,8 +95,8 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             ``(batch or None, skipped list)`` where batch supports ``len`` and ``.to``.
         monitor: ``(batch, generator) -> health metrics`` run every ``cfg.monitor_every``
             steps with its own generator (never changes the run); a collapse is logged as a
-            warning and shown in the progress bar (see :mod:`omnipatch.monitors`).
-        loggers: where the metrics go (:func:`omnipatch.loggers.open_loggers`, opened by the
+            warning and shown in the progress bar (see :mod:`omnipatch.train.monitors`).
+        loggers: where the metrics go (:func:`omnipatch.train.loggers.open_loggers`, opened by the
             caller, who may add pictures after the run and closes them); by default the
             backends of ``cfg.loggers``, opened here and closed at the end.
     """
@@ -106,82 +106,31 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     streaming = isinstance(dataset, IterableDataset)
-    validate_train(cfg)
-    if cfg.batch_size == 0:  # fit to the data (omnipatch.plan): 128 or the data set once per step
-        from omnipatch.train.plan import fit_batch_size
-
-        cfg = replace(cfg, batch_size=fit_batch_size(None, 0, None if streaming else len(dataset), world,
-                                                     cfg.grad_accum))
-    if streaming:
-        if cfg.epochs > 0:
-            raise OmnipatchError("a streamed (sharded) data set has no length: give train.steps, not epochs")
-        total = cfg.steps
-    else:
-        per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
-        if per_epoch == 0:
-            raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
-                                 f"= {cfg.batch_size * cfg.grad_accum * world}; give a smaller --batch-size, "
-                                 f"or none to fit it to the data")
-        total = cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
+    cfg, total = _plan_steps(cfg, dataset, world, streaming)
     if cfg.compile:  # before wrapping: each block compiled in place (state-dict keys unchanged)
         from omnipatch.train.compiled import compile_blocks
 
         compile_blocks(model)
     step_module = StepModule(model, compute)
     train_module = strategy.wrap(step_module)
-    # fused AdamW: one kernel over all tensors, 3.7x faster than the per-tensor loop on a 2-core
-    # CPU (40 x 192x768 weights: 4.8 vs 17.7 ms); FSDP's sharded DTensors keep the default
-    fused = strategy.name != "fsdp" and all(p.dtype.is_floating_point for p in step_module.parameters())
-    opt = torch.optim.AdamW(param_groups(step_module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), fused=fused)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio))
-    start = 0
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume:
-        state = ckpt.load_train_state(run_dir)
-        if state is None:
-            raise OmnipatchError(f"{run_dir}: nothing to resume (no checkpoint with training state)")
-        strategy.load_model_state(step_module, {"model." + k: v for k, v in ckpt.load_state(run_dir).items()})
-        strategy.load_optim_state(step_module, opt, state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        lam = lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)
-        for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule may have been extended
-            group["lr"] = base * lam(int(state["step"]))
-        ckpt.set_rng_state(state["rng"])
-        start = int(state["step"])
-        was = int(state.get("world", world))
-        if was != world and main:  # batch-level objectives are defined on the global batch
-            print(f"warning: this run trained on {was} rank(s) and resumes on {world}: the global batch "
-                  f"(batch_size x grad_accum x ranks) changes from {cfg.batch_size * cfg.grad_accum * was} to "
-                  f"{cfg.batch_size * cfg.grad_accum * world}, and with it what contrastive / batch-statistics "
-                  f"objectives optimise", file=sys.stderr)
+    opt, sched = make_optimizer(param_groups(step_module, cfg.weight_decay), cfg.lr, total, cfg.warmup_steps,
+                                cfg.min_lr_ratio, fused=strategy.name != "fsdp" and all(
+                                    p.dtype.is_floating_point for p in step_module.parameters()))
+    start = _resume(run_dir, strategy, step_module, opt, sched, cfg, total) if resume else 0
     own_loggers = loggers is None
     if own_loggers:  # metrics.jsonl from the start, or truncated to the checkpoint on resume
         loggers = open_loggers(cfg.loggers, run_dir, config, start, resume, main)
-
-    def save(step: int) -> None:  # collective under FSDP: every rank gathers, rank 0 writes
-        weights = {k.removeprefix("model."): v for k, v in strategy.model_state(step_module).items()}
-        optim = strategy.optim_state(step_module, opt)
-        if main:
-            ckpt.save(run_dir, weights, config, {"optimizer": optim, "scheduler": sched.state_dict(),
-                                                 "step": step, "rng": ckpt.rng_state(), "world": world})
-        strategy.barrier()
-
-    first_micro = start * cfg.grad_accum * world
-    if streaming:  # the stream shards itself over ranks (and workers); bounded memory
-        dataset.place(strategy.rank, world, start)
-        loader = iter(DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate or CollateSkipping(),
-                                 num_workers=num_workers))
-    else:
-        loader = iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
-                                  rank=strategy.rank, world=world))
+    save = _saver(run_dir, strategy, step_module, opt, sched, config)
+    loader = _loader(dataset, cfg, strategy, start, num_workers, collate, streaming)
     from omnipatch.train.precision import resolve as resolve_precision
 
     precision = resolve_precision(cfg.precision, device, run_dir, write=main, resume=resume)  # RUN_DIR/precision.json
-    autocast, scaler = precision.autocast(), precision.scaler()
+    autocast = precision.autocast()
+    optim_step = OptimStep(train_module, opt, sched, strategy, autocast, precision.scaler(), cfg.grad_accum,
+                           cfg.grad_clip, cached=isinstance(compute, SplitStep) and compute.batched and cfg.grad_accum > 1)
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1), enabled=main and not quiet)
-    acc: dict[str, float] = {}
+    meter = Meter(strategy)
     health: dict[str, float] = {}
-    n_acc, seen, t_log = 0, 0, time.time()
     watch = monitor is not None and cfg.monitor_every > 0 and not (strategy.distributed and strategy.name == "fsdp")
     skipped_f = run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl"
     budget = Budget(cfg.budget, start) if cfg.budget > 0 and not resume else None
@@ -189,19 +138,11 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
         total = 10**9  # provisional: the budget sets the total after a few timed steps
     train_module.train()
     step = start
-    cached = isinstance(compute, SplitStep) and compute.batched and cfg.grad_accum > 1
     while step < total:
         micros = []
         for micro in range(cfg.grad_accum):
-            batch, bad = next(loader)
-            if bad:
-                with open(skipped_f, "a") as f:
-                    for b in bad:
-                        f.write(json.dumps({"step": step, "source": b.source, "reason": b.reason}) + "\n")
-            if batch is None or len(batch) < 2:
-                if strategy.distributed:  # ranks must stay in step: no silent skip
-                    raise OmnipatchError(f"rank {strategy.rank}: a micro-batch at step {step} has fewer than 2 "
-                                         f"readable samples; clean the data or use a larger batch")
+            batch = _next_batch(loader, skipped_f, step, strategy)
+            if batch is None:
                 continue
             batch = batch.to(device, non_blocking=True)
             # masks and augmentations: a function of (seed, step, micro, rank) only
@@ -210,69 +151,230 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
             if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
                 with autocast:
                     health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
-        backward = backward_cached if cached and len(micros) > 1 else backward_plain
-        for (batch, _), terms in zip(micros, backward(train_module, micros, strategy, cfg.grad_accum, step,
-                                                      autocast, scaler)):
-            for k, v in terms.items():
-                acc[k] = acc.get(k, 0.0) + float(v.detach())
-            n_acc += 1
-            seen += len(batch)
-        scaler.unscale_(opt)  # no-op unless fp16
-        if cfg.grad_clip > 0:
-            gn = nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
-            acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn) * cfg.grad_accum
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
+        terms, grad_norm = optim_step(micros, step)
+        meter.add(micros, terms, grad_norm, cfg.grad_accum)
         done = step + 1
         if budget is not None and budget.due(done):
-            total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
-            sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
-            progress.total = total
-            if isinstance(config.get("run"), dict):  # a resume continues these steps
-                config["run"]["train"].update(steps=total, budget=0.0)
-            if main:
-                progress.write(f"budget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
-                               f"{total} steps")
+            total = _fit_to_budget(budget, done, total, strategy, sched, opt, cfg, config, progress, main)
         if done % cfg.log_every == 0 or done == total:
-            dt = time.time() - t_log
-            terms_mean = strategy.mean({k: v / max(n_acc, 1) for k, v in acc.items()})
-            rec = {"step": done, "lr": opt.param_groups[0]["lr"], "samples_per_s": strategy.total(seen) / max(dt, 1e-9)}
-            rec.update(terms_mean)
-            if health:
-                from omnipatch.train.monitors import collapsed, describe
-
-                rec.update({f"health/{k}": v for k, v in health.items()})
-                if collapsed(health) and main:
-                    progress.write(f"warning: step {done}: embeddings look collapsed ({describe(health)}); "
-                                   f"try a lower lr, more augmentation, or another objective")
-            if main:
-                loggers.scalars(done, {k: v for k, v in rec.items() if k != "step"})
-                if not quiet:
-                    terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items()
-                                         if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/"))
-                    if health:
-                        from omnipatch.train.monitors import describe
-
-                        terms_txt += f" | {describe(health)}"
-                    progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
-            acc, health, n_acc, seen, t_log = {}, {}, 0, 0, time.time()
+            _log(meter.record(done, opt.param_groups[0]["lr"]), health, done, loggers, progress, main, quiet)
+            health = {}
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
         step = done
     if total == 0:  # --steps 0: the initial weights, so a random-init baseline is a real run
         save(0)
     progress.close()
-    records = read_metrics(metrics_path) if main else []
+    records = _finish(run_dir, loggers, total, main, own_loggers)
+    return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
+            "train_config": asdict(cfg), "precision": precision.name, "rank": strategy.rank, "world": world}
+
+
+# -- the shared optimiser step (pretraining and fine-tuning) -------------------------------------
+def make_optimizer(groups: list[dict], lr: float, total: int, warmup: int, min_ratio: float,
+                   betas: tuple[float, float] = (0.9, 0.95), fused: bool = False):
+    """``(AdamW, LambdaLR)``: AdamW over ``groups`` (a group's own ``lr`` wins over ``lr``) and
+    the per-step warmup + cosine schedule (:func:`lr_lambda`) over ``total`` steps."""
+    # fused AdamW: one kernel over all tensors, 3.7x faster than the per-tensor loop on a 2-core
+    # CPU (40 x 192x768 weights: 4.8 vs 17.7 ms); FSDP's sharded DTensors keep the default
+    opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, warmup, min_ratio))
+
+
+class OptimStep:
+    """One optimiser step over a step's micro-batches, the same for pretraining and
+    fine-tuning: forward + backward of every micro-batch (plain or gradient-cached
+    accumulation, :mod:`omnipatch.train.accumulate`) under the run's precision (autocast,
+    fp16 loss scaling), the non-finite loss check, gradient clipping, the AdamW step and the
+    schedule's step.
+
+    Args:
+        module: ``module(batch, generator) -> {"loss": ..., **terms}`` (a :class:`StepModule`,
+            wrapped by the strategy).
+        hint: what the non-finite loss error suggests (default: pretraining's advice).
+    """
+
+    def __init__(self, module: nn.Module, opt, sched, strategy, autocast, scaler, accum: int = 1,
+                 grad_clip: float = 0.0, cached: bool = False, hint: str | None = None):
+        self.module, self.opt, self.sched, self.strategy = module, opt, sched, strategy
+        self.autocast, self.scaler, self.accum, self.grad_clip, self.cached = autocast, scaler, accum, grad_clip, cached
+        self.hint = hint
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+
+    def __call__(self, micros: list, step: int) -> tuple[list[dict], float | None]:
+        """``micros``: ``[(batch, generator), ...]``. Returns each micro-batch's terms and the
+        gradient norm before clipping (None without clipping)."""
+        backward = backward_cached if self.cached and len(micros) > 1 else backward_plain
+        terms = backward(self.module, micros, self.strategy, self.accum, step, self.autocast, self.scaler,
+                         hint=self.hint)
+        self.scaler.unscale_(self.opt)  # no-op unless fp16
+        grad_norm = None
+        if self.grad_clip > 0:
+            gn = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            grad_norm = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        return terms, grad_norm
+
+
+# -- fit's set-up and tear-down --------------------------------------------------------------------
+def _plan_steps(cfg: TrainConfig, dataset, world: int, streaming: bool) -> tuple[TrainConfig, int]:
+    """The checked config (batch size fitted when 0) and the run's total steps."""
+    validate_train(cfg)
+    if cfg.batch_size == 0:  # fit to the data (omnipatch.train.plan): 128 or the data set once per step
+        from omnipatch.train.plan import fit_batch_size
+
+        cfg = replace(cfg, batch_size=fit_batch_size(None, 0, None if streaming else len(dataset), world,
+                                                     cfg.grad_accum))
+    if streaming:
+        if cfg.epochs > 0:
+            raise OmnipatchError("a streamed (sharded) data set has no length: give train.steps, not epochs")
+        return cfg, cfg.steps
+    per_epoch = len(dataset) // (cfg.batch_size * cfg.grad_accum * world)
+    if per_epoch == 0:
+        raise OmnipatchError(f"data set has {len(dataset)} samples, fewer than batch_size x grad_accum x ranks "
+                             f"= {cfg.batch_size * cfg.grad_accum * world}; give a smaller --batch-size, "
+                             f"or none to fit it to the data")
+    return cfg, cfg.epochs * per_epoch if cfg.epochs > 0 else cfg.steps
+
+
+def _resume(run_dir: Path, strategy, step_module: nn.Module, opt, sched, cfg: TrainConfig, total: int) -> int:
+    """Weights, optimiser, schedule and RNG from the run's checkpoint; returns its step."""
+    state = ckpt.load_train_state(run_dir)
+    if state is None:
+        raise OmnipatchError(f"{run_dir}: nothing to resume (no checkpoint with training state)")
+    strategy.load_model_state(step_module, {"model." + k: v for k, v in ckpt.load_state(run_dir).items()})
+    strategy.load_optim_state(step_module, opt, state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    lam = lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)
+    for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule may have been extended
+        group["lr"] = base * lam(int(state["step"]))
+    ckpt.set_rng_state(state["rng"])
+    was, world = int(state.get("world", strategy.world)), strategy.world
+    if was != world and strategy.is_main:  # batch-level objectives are defined on the global batch
+        print(f"warning: this run trained on {was} rank(s) and resumes on {world}: the global batch "
+              f"(batch_size x grad_accum x ranks) changes from {cfg.batch_size * cfg.grad_accum * was} to "
+              f"{cfg.batch_size * cfg.grad_accum * world}, and with it what contrastive / batch-statistics "
+              f"objectives optimise", file=sys.stderr)
+    return int(state["step"])
+
+
+def _saver(run_dir: Path, strategy, step_module: nn.Module, opt, sched, config: dict) -> Callable[[int], None]:
+    def save(step: int) -> None:  # collective under FSDP: every rank gathers, rank 0 writes
+        weights = {k.removeprefix("model."): v for k, v in strategy.model_state(step_module).items()}
+        optim = strategy.optim_state(step_module, opt)
+        if strategy.is_main:
+            ckpt.save(run_dir, weights, config, {"optimizer": optim, "scheduler": sched.state_dict(),
+                                                 "step": step, "rng": ckpt.rng_state(), "world": strategy.world})
+        strategy.barrier()
+    return save
+
+
+def _loader(dataset, cfg: TrainConfig, strategy, start: int, num_workers: int, collate, streaming: bool):
+    """Endless ``(batch or None, skipped)`` items from step ``start`` on, this rank's share."""
+    if streaming:  # the stream shards itself over ranks (and workers); bounded memory
+        dataset.place(strategy.rank, strategy.world, start)
+        return iter(DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate or CollateSkipping(),
+                               num_workers=num_workers))
+    first_micro = start * cfg.grad_accum * strategy.world
+    return iter(step_loader(dataset, cfg.batch_size, cfg.seed, first_micro, num_workers, collate,
+                            rank=strategy.rank, world=strategy.world))
+
+
+def _next_batch(loader, skipped_f: Path, step: int, strategy):
+    """The next micro-batch, its bad samples listed in ``skipped_f``; None when fewer than 2
+    samples are left (an error under several ranks, which must stay in step)."""
+    batch, bad = next(loader)
+    if bad:
+        with open(skipped_f, "a") as f:
+            for b in bad:
+                f.write(json.dumps({"step": step, "source": b.source, "reason": b.reason}) + "\n")
+    if batch is None or len(batch) < 2:
+        if strategy.distributed:  # ranks must stay in step: no silent skip
+            raise OmnipatchError(f"rank {strategy.rank}: a micro-batch at step {step} has fewer than 2 "
+                                 f"readable samples; clean the data or use a larger batch")
+        return None
+    return batch
+
+
+class Meter:
+    """Sums each micro-batch's terms (and the gradient norm) between two log records."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.reset()
+
+    def reset(self) -> None:
+        self.acc: dict[str, float] = {}
+        self.n, self.seen, self.t0 = 0, 0, time.time()
+
+    def add(self, micros: list, terms: list[dict], grad_norm: float | None, accum: int) -> None:
+        for (batch, _), t in zip(micros, terms):
+            for k, v in t.items():
+                self.acc[k] = self.acc.get(k, 0.0) + float(v.detach())
+            self.n += 1
+            self.seen += len(batch)
+        if grad_norm is not None:
+            self.acc["grad_norm"] = self.acc.get("grad_norm", 0.0) + grad_norm * accum
+
+    def record(self, done: int, lr: float) -> dict:
+        """The log record of step ``done`` (means over ranks), and a fresh start."""
+        dt = time.time() - self.t0
+        rec = {"step": done, "lr": lr, "samples_per_s": self.strategy.total(self.seen) / max(dt, 1e-9)}
+        rec.update(self.strategy.mean({k: v / max(self.n, 1) for k, v in self.acc.items()}))
+        self.reset()
+        return rec
+
+
+def _log(rec: dict, health: dict, done: int, loggers, progress, main: bool, quiet: bool) -> None:
+    """One record to the loggers and the progress bar, with the health metrics and a warning
+    when the embeddings look collapsed."""
+    if health:
+        from omnipatch.train.monitors import collapsed, describe
+
+        rec.update({f"health/{k}": v for k, v in health.items()})
+        if collapsed(health) and main:
+            progress.write(f"warning: step {done}: embeddings look collapsed ({describe(health)}); "
+                           f"try a lower lr, more augmentation, or another objective")
+    if not main:
+        return
+    loggers.scalars(done, {k: v for k, v in rec.items() if k != "step"})
+    if not quiet:
+        terms_txt = " ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                             if k not in ("step", "lr", "samples_per_s", "grad_norm") and not k.startswith("health/"))
+        if health:
+            from omnipatch.train.monitors import describe
+
+            terms_txt += f" | {describe(health)}"
+        progress.update(done, f"{terms_txt} | {rec['samples_per_s']:.0f} samples/s")
+
+
+def _fit_to_budget(budget, done: int, total: int, strategy, sched, opt, cfg: TrainConfig, config: dict, progress,
+                   main: bool) -> int:
+    """The total steps that fit the wall-clock budget, the schedule stretched to it."""
+    total = int(strategy.mean({"total": float(budget.size(done, total))})["total"])  # one total for all ranks
+    sched.lr_lambdas = [lr_lambda(total, cfg.warmup_steps, cfg.min_lr_ratio)] * len(opt.param_groups)
+    progress.total = total
+    if isinstance(config.get("run"), dict):  # a resume continues these steps
+        config["run"]["train"].update(steps=total, budget=0.0)
+    if main:
+        progress.write(f"budget {cfg.budget:.0f} s: {budget.per_step:.3f} s per step on this machine -> "
+                       f"{total} steps")
+    return total
+
+
+def _finish(run_dir: Path, loggers, total: int, main: bool, own_loggers: bool) -> list[dict]:
+    """The logged records, the loss curve (to the loggers too); the loggers closed if fit opened them."""
+    records = read_metrics(run_dir / "metrics.jsonl") if main else []
     if main and records:
         from omnipatch.plots import save_loss_curve
 
         loggers.picture("loss_curve", save_loss_curve(records, run_dir / "loss_curve.png"), total)
     if own_loggers:
         loggers.close()
-    return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
-            "train_config": asdict(cfg), "precision": precision.name, "rank": strategy.rank, "world": world}
+    return records
 
 
 class Budget:
