@@ -7,7 +7,7 @@ encoder, one optimiser step, three ways, each in a fresh process:
 - ``big batch``: one autograd graph over all 1,024 samples (every activation held at once),
   the definition of the large-batch gradient;
 - ``cached 8 x 128``: ``train.grad_accum=8`` micro-batches of 128 through
-  :func:`omnipatch.accumulate.backward_cached` (the engine's path), the loss over all 1,024;
+  :func:`omnipatch.train.accumulate.backward_cached` (the engine's path), the loss over all 1,024;
 - ``one micro-batch``: a single 128-sample step, the memory a micro-batch needs.
 
 Printed: peak RSS above the RSS after building the model and reading the data (MiB), the

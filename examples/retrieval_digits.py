@@ -15,7 +15,7 @@ the only supervision; labels are never given to the model.
 Training: ``--modality image,audio`` on the paired manifest: one shared encoder (or one per
 modality with ``--separate-encoders``), each modality's MAE, and the CLIP loss between the
 two sides' unmasked, mildly augmented embeddings through batch-normed projection heads
-(``omnipatch.paired``, ``omnipatch.model.CrossModalHead``). Evaluation: the 450 held-out
+(``omnipatch.train.paired``, ``omnipatch.model.CrossModalHead``). Evaluation: the 450 held-out
 images and the held-out clips (each once) embedded in the shared space;
 class-level recall@1/5/10, mAP and median rank in both directions (a hit = same digit;
 chance recall@1 = 10 %), for the trained model and for the same architecture at random

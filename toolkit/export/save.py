@@ -3,13 +3,13 @@
 ``export_hf(RUN_DIR, HF_DIR)`` writes a folder that ``transformers`` loads::
 
     import omnipatch.export                      # registers model_type "omnipatch"
-    omnipatch.export.register()                  # (or: import omnipatch.hf)
+    omnipatch.export.register()                  # (or: import omnipatch.export.hf)
     from transformers import AutoModel
-    model = AutoModel.from_pretrained(HF_DIR)    # an omnipatch.hf.OmnipatchModel
+    model = AutoModel.from_pretrained(HF_DIR)    # an omnipatch.export.hf.OmnipatchModel
     out = model(x)                               # x in the modality's layout, e.g. (B, C, H, W)
     out.pooler_output                            # (B, D) == omnipatch.load(RUN_DIR).embed(x)
 
-The folder holds ``config.json`` (:class:`omnipatch.hf.OmnipatchConfig`) and
+The folder holds ``config.json`` (:class:`omnipatch.export.hf.OmnipatchConfig`) and
 ``model.safetensors`` (adapter(s), encoder and, for a fine-tuning directory, the head; the
 same parameter names and bits as the omnipatch checkpoint). Normalisation statistics travel
 in the config, so the exported model takes the raw values omnipatch's readers produce.
@@ -121,7 +121,7 @@ def _exported_state(checkpoint, model_keys: set[str], encoder_prefix: str = "enc
 
 def export_hf(checkpoint, out, verify: bool = True, license: str = DEFAULT_LICENSE) -> Path:
     """Write ``out`` (``config.json`` + ``model.safetensors`` + the model card ``README.md``,
-    :mod:`omnipatch.model_card`) for ``transformers`` and the Hugging Face Hub; nothing is uploaded.
+    :mod:`omnipatch.export.model_card`) for ``transformers`` and the Hugging Face Hub; nothing is uploaded.
 
     Args:
         checkpoint: a pretraining run or a fine-tuning directory.

@@ -20,7 +20,7 @@ trains on them), ``partial`` (the last ``partial_blocks`` blocks and the final n
 A stratified validation split (``val_fraction``) picks the best epoch (primary metric:
 accuracy, AUROC for multi-label, RMSE for regression, Dice for segmentation; ties go to the
 lower validation loss) and stops after ``patience`` epochs without improvement. ``FT_DIR``
-receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.checkpoint.save`),
+receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.train.checkpoint.save`),
 ``metrics.json`` and ``history.jsonl``.
 
 Inputs with another channel count than pretraining are adapted with the rule in

@@ -96,7 +96,7 @@ def open_run_data(cfg: Config):
 
 
 def open_stream(cfg: Config, spec: ModalitySpec):
-    """A :class:`~omnipatch.shards.ShardStream` over tar shards, plus a small extracted probe
+    """A :class:`~omnipatch.train.shards.ShardStream` over tar shards, plus a small extracted probe
     data set (first 256 samples) from which the adapter infers shapes and statistics."""
     import atexit
     import shutil

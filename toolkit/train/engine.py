@@ -1,6 +1,6 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation, measured precision, clipping,
-non-finite checks, progress (:mod:`omnipatch.progress`), metrics to the run's loggers
-(:mod:`omnipatch.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume."""
+non-finite checks, progress (:mod:`omnipatch.train.progress`), metrics to the run's loggers
+(:mod:`omnipatch.train.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def lr_lambda(total: int, warmup: int, min_ratio: float) -> Callable[[int], floa
 def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> SplitStep:
     """``(batch, generator) -> terms`` for one modality: ``model.n_views`` augmented views
     (or the batch itself when one view suffices) through ``model``; split so that
-    accumulation scores batch-level objectives over the whole step (:mod:`omnipatch.accumulate`)."""
+    accumulation scores batch-level objectives over the whole step (:mod:`omnipatch.train.accumulate`)."""
 
     def encode(batch: Batch, g: torch.Generator, with_terms: bool = True):
         n = model.n_views

@@ -158,7 +158,7 @@ def paired_step(model, augment: dict, strength: float = 1.0):
     what retrieval embeds) or the pooled first masked view the modality's own objectives
     already encoded (``"masked"``, as FLIP).
 
-    A :class:`~omnipatch.accumulate.SplitStep`: its batch-level parts (the CLIP term, each
+    A :class:`~omnipatch.train.accumulate.SplitStep`: its batch-level parts (the CLIP term, each
     modality's batch-level objectives) score the whole step's batch when accumulating.
     """
     from omnipatch.train.accumulate import SplitStep

@@ -1,4 +1,5 @@
-"""Build a run from a :class:`Config` and pretrain: the library behind ``omnipatch pretrain``."""
+"""Pretrain from a :class:`Config` (its data and model built by :mod:`omnipatch.train.build`): the
+library behind ``omnipatch pretrain``."""
 
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     the architecture (including normalisation statistics) comes from the checkpoint in
     ``out``; ``cfg.train.steps`` may be raised to train longer.
 
-    Before training the data is scanned (:mod:`omnipatch.plan`; ``out/plan.json``). After
+    Before training the data is scanned (:mod:`omnipatch.train.plan`; ``out/plan.json``). After
     it, a single-modality run with labels (``labels`` CSV, or the data's own labels) ends
     with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
     ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
     ``out/init_report.json``).
 
-    One run per directory (:mod:`omnipatch.rundir`): ``out`` is locked while the run lasts,
+    One run per directory (:mod:`omnipatch.train.rundir`): ``out`` is locked while the run lasts,
     and a fresh run refuses a non-empty ``out`` unless ``overwrite`` (which removes the old
     run's artefacts first); temporaries of a killed checkpoint write are cleaned.
     """
