@@ -199,7 +199,7 @@ class OptimStep:
         self.module, self.opt, self.sched, self.strategy = module, opt, sched, strategy
         self.autocast, self.scaler, self.accum, self.grad_clip, self.cached = autocast, scaler, accum, grad_clip, cached
         self.hint = hint
-        self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.params = list(module.parameters())  # clipped in the module's order (frozen ones have no grad)
 
     def __call__(self, micros: list, step: int) -> tuple[list[dict], float | None]:
         """``micros``: ``[(batch, generator), ...]``. Returns each micro-batch's terms and the
