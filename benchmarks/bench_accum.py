@@ -62,7 +62,8 @@ def child(mode: str, manifest: str, total: int, micro: int, out: str) -> dict:
     from omnipatch.modality import MODALITIES
     from omnipatch.train.accumulate import backward_cached, backward_plain
     from omnipatch.train.build import build_model, open_data
-    from omnipatch.train.engine import StepModule, single_modality_step, step_generator
+    from omnipatch.train.engine import StepModule, step_generator
+    from omnipatch.train.steps import single_modality_step
     from omnipatch.train.strategy import Strategy
 
     torch.set_num_threads(1)

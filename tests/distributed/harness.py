@@ -41,8 +41,8 @@ def build(source: str, objectives: dict):
     from omnipatch.config import Config
     from omnipatch.modality import MODALITIES
     from omnipatch.train.build import build_model, open_data, open_run_data
-    from omnipatch.train.engine import single_modality_step
     from omnipatch.train.paired import PairedCollate, paired_step
+    from omnipatch.train.steps import single_modality_step
 
     cfg = Config()
     cfg.model.preset, cfg.model.decoder_dim, cfg.model.decoder_depth = "micro", 32, 1

@@ -1,6 +1,10 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation, measured precision, clipping,
 non-finite checks, progress (:mod:`omnipatch.train.progress`), metrics to the run's loggers
-(:mod:`omnipatch.train.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume."""
+(:mod:`omnipatch.train.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume.
+
+:func:`fit` reads top to bottom; its set-up and tear-down are the helpers below it. One
+optimiser step (:class:`OptimStep`, with :func:`make_optimizer`) is shared with fine-tuning
+(:mod:`omnipatch.finetune.run`); step functions live in :mod:`omnipatch.train.steps`."""
 
 from __future__ import annotations
 
@@ -62,23 +66,6 @@ def lr_lambda(total: int, warmup: int, min_ratio: float) -> Callable[[int], floa
         t = (step - warmup) / max(1, total - warmup)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return f
-
-
-def single_modality_step(model: nn.Module, modality: str, augment: Callable, strength: float = 1.0) -> SplitStep:
-    """``(batch, generator) -> terms`` for one modality: ``model.n_views`` augmented views
-    (or the batch itself when one view suffices) through ``model``; split so that
-    accumulation scores batch-level objectives over the whole step (:mod:`omnipatch.train.accumulate`)."""
-
-    def encode(batch: Batch, g: torch.Generator, with_terms: bool = True):
-        n = model.n_views
-        views = [augment(batch, g, strength) for _ in range(n)] if n > 1 else [batch]
-        encoded = [model.encode_view(v, modality, g) for v in views]
-        terms = model.sample_terms(encoded) if with_terms else {"loss": 0.0}
-        if not model.batch_level:
-            return terms, None, None
-        return terms, torch.stack([v.pooled for v in encoded]), encoded[0].labels
-
-    return SplitStep(encode, model.batch_terms, batched=model.batch_level)
 
 
 def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator], dict], cfg: TrainConfig,

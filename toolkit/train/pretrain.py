@@ -16,9 +16,10 @@ from omnipatch.model import OmniModel
 from omnipatch.train import checkpoint as ckpt
 from omnipatch.train.build import build_model, check_names, modality_names, open_run_data, plan_data
 from omnipatch.train.data import CachedDataset
-from omnipatch.train.engine import fit, single_modality_step
+from omnipatch.train.engine import fit
 from omnipatch.train.plan import fit_batch_size
 from omnipatch.train.shards import is_shard_source
+from omnipatch.train.steps import single_modality_step
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
