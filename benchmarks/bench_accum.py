@@ -7,7 +7,7 @@ encoder, one optimiser step, three ways, each in a fresh process:
 - ``big batch``: one autograd graph over all 1,024 samples (every activation held at once),
   the definition of the large-batch gradient;
 - ``cached 8 x 128``: ``train.grad_accum=8`` micro-batches of 128 through
-  :func:`omnipatch.accumulate.backward_cached` (the engine's path), the loss over all 1,024;
+  :func:`omnipatch.train.accumulate.backward_cached` (the engine's path), the loss over all 1,024;
 - ``one micro-batch``: a single 128-sample step, the memory a micro-batch needs.
 
 Printed: peak RSS above the RSS after building the model and reading the data (MiB), the
@@ -57,13 +57,14 @@ def child(mode: str, manifest: str, total: int, micro: int, out: str) -> dict:
 
     import torch
 
-    from omnipatch.accumulate import backward_cached, backward_plain
     from omnipatch.batch import collate
     from omnipatch.config import Config
-    from omnipatch.engine import StepModule, single_modality_step, step_generator
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import build_model, open_data
-    from omnipatch.strategy import Strategy
+    from omnipatch.train.accumulate import backward_cached, backward_plain
+    from omnipatch.train.build import build_model, open_data
+    from omnipatch.train.engine import StepModule, step_generator
+    from omnipatch.train.steps import single_modality_step
+    from omnipatch.train.strategy import Strategy
 
     torch.set_num_threads(1)
     cfg = Config()

@@ -99,7 +99,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--compile", action="store_true", help="also time our step with torch.compile'd blocks")
     ap.add_argument("--vitb", action="store_true", help="MAE ViT-B/16 224 px only (the GPU run)")
     a = ap.parse_args(argv)
-    from omnipatch.precision import resolve
+    from omnipatch.train.precision import resolve
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     auto = resolve("auto", dev)  # the probe (cached per machine) a run with train.precision=auto uses
@@ -116,7 +116,7 @@ def main(argv=None) -> list[dict]:
             g = torch.Generator(device=dev if dev == "cuda" else "cpu").manual_seed(0)
             fns[f"ours/{dn}"] = step_fn(ours, (lambda m, g: lambda: m([Batch(x=x)], "image", g)["loss"])(ours, g), dtype)
             if a.compile:
-                from omnipatch.compiled import compile_blocks
+                from omnipatch.train.compiled import compile_blocks
 
                 oc = ours_model(c)
                 compile_blocks(oc)

@@ -34,7 +34,7 @@ count = 0
 if kind == "stream":
     from omnipatch.modalities.base import stream_reader
     from omnipatch.modalities.image import ImageDataset
-    from omnipatch.shards import ShardStream, shard_list
+    from omnipatch.train.shards import ShardStream, shard_list
     import glob
     probe = ImageDataset(sorted(glob.glob(src + "/../png_probe/*.png")), image_size=64)
     it = iter(ShardStream(shard_list(src + "/*.tar"), stream_reader(probe), shuffle_buffer=256))
@@ -71,7 +71,7 @@ def _child(kind: str, src: str, n: int = 0) -> dict:
 def make_images(root: Path, n: int) -> Path:
     from PIL import Image
 
-    from omnipatch.shards import write_shards
+    from omnipatch.train.shards import write_shards
 
     rng = np.random.default_rng(0)
     png = root / f"png_{n}"

@@ -22,7 +22,7 @@ SHAPES = [(10_000, 2_000, 128), (100_000, 10_000, 128)]  # gallery N, queries M,
 
 CHILD = r"""
 import json, sys, torch
-from omnipatch.retrieval import search
+from omnipatch.eval.retrieval import search
 def rss(field):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith(field)) / 1024
@@ -50,7 +50,7 @@ def peak_mib(kind: str, n: int, m: int, d: int) -> float:
 def rows(shapes, repeats: int) -> list[dict]:
     from sklearn.neighbors import NearestNeighbors
 
-    from omnipatch.retrieval import build_index
+    from omnipatch.eval.retrieval import build_index
 
     out = []
     for n, m, d in shapes:

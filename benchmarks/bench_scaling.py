@@ -31,7 +31,7 @@ if spec["mode"] == "mem":
     resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
 import torch
 from benchmarks.bench_scaling import build
-from omnipatch.precision import resolve
+from omnipatch.train.precision import resolve
 resolve(spec["precision"], "cpu")  # this machine's attention crossover, as in a run (cached)
 def hwm():
     with open("/proc/self/status") as f:
@@ -131,7 +131,7 @@ def main(argv=None) -> list[dict]:
     import torch
 
     from omnipatch.layers.attention import choose_impl, cpu_crossover
-    from omnipatch.precision import resolve
+    from omnipatch.train.precision import resolve
 
     prec = resolve(a.dtype, "cpu")
     dtype = str(prec.dtype).removeprefix("torch.")

@@ -150,7 +150,7 @@ def config(train_csv: Path, steps: int):
 def main(argv: list[str] | None = None) -> dict:
     from examples._cli import add_recipe_args, override
     from omnipatch.eval.report import report
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/audio_digits")

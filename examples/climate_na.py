@@ -152,7 +152,7 @@ def evaluate(pre, store: Path) -> dict:
 def run(out: Path, steps: int, patch: int = 4, quiet: bool = True) -> dict:
     from omnipatch.adapters.climate import save_maps
     from omnipatch.api import load
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     t0 = time.time()
     store = prepare(out / "data")

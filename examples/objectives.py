@@ -1,13 +1,13 @@
 """Every registered objective, trained for the same budget on the same real images.
 
 Data: scikit-learn's bundled handwritten digits (UCI optdigits: 1,797 real 8x8 scans from 43
-writers), written as PNG files with train/test manifests (``omnipatch.demo.write_digits``),
+writers), written as PNG files with train/test manifests (``omnipatch.cli.demo.write_digits``),
 read by the image modality at 16x16. Each objective pretrains a fresh ``mini`` encoder from
 the *same* initial weights (same seed), with the same data order, augmentations, masks,
 optimiser and number of steps; then the frozen encoder embeds the 1,347 training and 450
 held-out digits and a kNN classifier (k=20, cosine) scores the held-out ones. The first row
 is the same encoder with no training at all (random init), the baseline to compare with.
-Also printed: the embedding-health monitor (``omnipatch.monitors``) on the held-out
+Also printed: the embedding-health monitor (``omnipatch.train.monitors``) on the held-out
 embeddings: ``rank`` = RankMe effective rank of the centred embeddings, ``rel_std`` = their
 spread relative to their norm, and the collapse flag.
 
@@ -72,7 +72,7 @@ def held_out(pre, data: dict, linear: bool) -> dict:
     import torch
 
     from omnipatch.eval import knn_accuracy, linear_accuracy
-    from omnipatch.monitors import collapsed, health
+    from omnipatch.train.monitors import collapsed, health
 
     _, xtr = pre.embed(data["train"])
     _, xte = pre.embed(data["test"])
@@ -88,9 +88,9 @@ def held_out(pre, data: dict, linear: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from omnipatch.api import load
-    from omnipatch.demo import demo_config, write_digits
+    from omnipatch.cli.demo import demo_config, write_digits
     from omnipatch.errors import OmnipatchError
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/objectives")

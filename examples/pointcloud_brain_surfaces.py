@@ -110,7 +110,7 @@ def write_patches(root: Path, per_hemisphere: int = 60, patch: int = 1500) -> di
 
 
 def run(out: Path, steps: int, objective: str = "mae+contrastive:0.5", extra: list[str] | None = None) -> dict:
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     t0 = time.time()
     paths = write_patches(out / "data")

@@ -15,7 +15,7 @@ the only supervision; labels are never given to the model.
 Training: ``--modality image,audio`` on the paired manifest: one shared encoder (or one per
 modality with ``--separate-encoders``), each modality's MAE, and the CLIP loss between the
 two sides' unmasked, mildly augmented embeddings through batch-normed projection heads
-(``omnipatch.paired``, ``omnipatch.model.CrossModalHead``). Evaluation: the 450 held-out
+(``omnipatch.train.paired``, ``omnipatch.model.CrossModalHead``). Evaluation: the 450 held-out
 images and the held-out clips (each once) embedded in the shared space;
 class-level recall@1/5/10, mAP and median rank in both directions (a hit = same digit;
 chance recall@1 = 10 %), for the trained model and for the same architecture at random
@@ -92,7 +92,7 @@ def config(manifest: Path, steps: int, separate_encoders: bool = False):
 def evaluate_run(run: Path, manifest: Path, random_init: bool) -> dict:
     """Class-level retrieval between every held-out image and every held-out clip (each once)."""
     from omnipatch.api import load
-    from omnipatch.retrieval import evaluate
+    from omnipatch.eval.retrieval import evaluate
 
     pre = load(run, random_init=random_init)
     rows = list(csv.DictReader(open(manifest)))
@@ -106,8 +106,8 @@ def evaluate_run(run: Path, manifest: Path, random_init: bool) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     from examples.audio_digits import synthesise
     from omnipatch.cli import main as cli
-    from omnipatch.demo import write_digits
-    from omnipatch.pretrain import pretrain
+    from omnipatch.cli.demo import write_digits
+    from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/retrieval_digits")

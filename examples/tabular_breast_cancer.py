@@ -122,7 +122,7 @@ def complete_table_ceiling(paths: dict[str, Path]) -> float:
 
 
 def run(out: Path, steps: int, objective: str = "mae+dhel", extra: list[str] | None = None, seed: int = 0) -> dict:
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     t0 = time.time()
     paths = write_table(out / "data", seed=seed)

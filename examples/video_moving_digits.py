@@ -168,7 +168,7 @@ def probe(pre, data: dict[str, Path], raw: bool = False) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict:
     from examples._cli import add_recipe_args, override
     from omnipatch.api import load
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/video_moving_digits")

@@ -145,7 +145,7 @@ def run(out: Path, steps: int, patch: int = 6, quiet: bool = True, objective: st
     from omnipatch.adapters.volume import embed_volume, save_orthogonal_slices
     from omnipatch.api import load
     from omnipatch.batch import collate
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     t0 = time.time()
     data = prepare(out / "data")

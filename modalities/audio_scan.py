@@ -11,7 +11,7 @@ import statistics
 import warnings
 from functools import lru_cache
 
-from omnipatch.plan import read_evenly
+from omnipatch.train.plan import read_evenly
 
 #: files whose header the scan reads
 #: the fitted window: the median duration, rounded to this step and clamped to this range

@@ -55,7 +55,7 @@ class FileDataset(Dataset):
 
 
 def stream_reader(dataset: FileDataset, classes: dict | None = None):
-    """``(path, key, label) -> Sample`` for :class:`omnipatch.shards.ShardStream`: decodes one
+    """``(path, key, label) -> Sample`` for :class:`omnipatch.train.shards.ShardStream`: decodes one
     extracted member with an open file dataset's reader (options, channels and so on come
     from that data set, e.g. the probe data set of the first shard members)."""
 

@@ -208,7 +208,7 @@ def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     """Resolution and channels of up to 64 evenly spaced files. Fits ``image_size`` to the
     data: the median short side, at least 16 px (4 x 4 patches) and at most 64 px, with the
     patch chosen so that a side has at most 8 patches (64 tokens: the CPU budget)."""
-    from omnipatch.plan import read_evenly
+    from omnipatch.train.plan import read_evenly
 
     entries = resolve(source, EXTENSIONS)
     facts: dict = {"files": len(entries)}

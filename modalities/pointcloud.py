@@ -445,7 +445,7 @@ def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     cloud ``n`` (after ``max_points``): ``num_groups = clamp(n // 16, 4, 64)`` FPS centres and
     ``group_size = clamp(2 n / num_groups, 4, 32)`` neighbours, so groups overlap about 2x
     as in Point-MAE (1,024 points: 64 groups of 32)."""
-    from omnipatch.plan import read_evenly
+    from omnipatch.train.plan import read_evenly
 
     entries = resolve(source, EXTENSIONS)
     mesh_points, cap = int(options.get("mesh_points") or 2048), int(options.get("max_points") or 2048)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from omnipatch.plan import read_evenly
+from omnipatch.train.plan import read_evenly
 
 #: frames never fall below this (rounded up to a multiple of 2 x the tubelet length)
 MIN_FRAMES = 8

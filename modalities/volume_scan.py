@@ -12,7 +12,7 @@ import statistics
 
 import numpy as np
 
-from omnipatch.plan import evenly, read_evenly
+from omnipatch.train.plan import evenly, read_evenly
 
 #: files whose header the scan reads
 #: files (small ones only) whose voxels give the intensity range

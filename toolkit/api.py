@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.batch import Batch
-from omnipatch.engine import resolve_device
 from omnipatch.errors import OmnipatchError
 from omnipatch.modality import MODALITIES
 from omnipatch.model import OmniModel
 from omnipatch.runspec import RunSpec
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.engine import resolve_device
 
 
 @dataclass
@@ -50,9 +50,8 @@ class Pretrained:
     def open(self, source, on_bad_sample: str = "raise", modality: str | None = None, options: dict | None = None):
         """Dataset of ``source`` read with the same options as pretraining, updated by
         ``options`` (those the model was built from must not change; see
-        :mod:`omnipatch.dataflags`)."""
-        from omnipatch.dataflags import merge_checked
-        from omnipatch.pretrain import open_data
+        :func:`omnipatch.train.build.merge_checked`)."""
+        from omnipatch.train.build import merge_checked, open_data
 
         m = self.modality_name(modality)
         spec = MODALITIES.get(m)

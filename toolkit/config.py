@@ -58,7 +58,7 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0
     # auto | bf16 | fp16 | fp32; auto: a cached probe picks bf16 or fp32 on the CPU (bf16 ran
-    # 1.9x fp32 on an AMD EPYC, 0.63x on a Xeon without AMX), bf16 on CUDA (omnipatch.precision)
+    # 1.9x fp32 on an AMD EPYC, 0.63x on a Xeon without AMX), bf16 on CUDA (omnipatch.train.precision)
     precision: str = "auto"
     compile: bool = False  # torch.compile each transformer block (off: see README, Benchmarks)
     seed: int = 0
@@ -67,7 +67,7 @@ class TrainConfig:
     monitor_every: int = 50  # embedding-health check (RankMe, std, alignment); 0 = off
     device: str = "auto"
     strategy: str = "auto"  # single | ddp | fsdp; auto = ddp under torchrun with >1 rank
-    # jsonl | tensorboard | wandb | mlflow (omnipatch.loggers); RUN_DIR/metrics.jsonl is always written
+    # jsonl | tensorboard | wandb | mlflow (omnipatch.train.loggers); RUN_DIR/metrics.jsonl is always written
     loggers: list = field(default_factory=lambda: ["jsonl"])
 
 
@@ -302,7 +302,7 @@ def validate_train(train: TrainConfig) -> TrainConfig:
             check_range(key, getattr(train, name), kind, lo, hi, lo_open, hi_open)
     if train.batch_size == 1:
         raise OmnipatchError("train.batch_size must be 0 (fit to the data) or at least 2, got 1")
-    from omnipatch.loggers import check
+    from omnipatch.train.loggers import check
 
     train.loggers = check(train.loggers)  # known names whose packages are installed
     return train
@@ -311,7 +311,7 @@ def validate_train(train: TrainConfig) -> TrainConfig:
 def validate(cfg: Config) -> Config:
     """Check every numeric option of ``cfg`` against its allowed range; one line naming the key.
 
-    Called once per run, before any data is read (``omnipatch.pretrain``)."""
+    Called once per run, before any data is read (``omnipatch.train.pretrain``)."""
     for key, (kind, lo, hi, lo_open, hi_open) in RANGES.items():
         section, name = key.split(".")
         if section != "train":

@@ -35,8 +35,8 @@ import math
 import torch
 from torch import Tensor
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
+from omnipatch.train import checkpoint as ckpt
 
 
 def inflate_channels(w: Tensor, c_old: int, c_new: int, scale: bool = True) -> Tensor:

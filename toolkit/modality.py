@@ -48,7 +48,7 @@ class ModalitySpec:
             opened (counts, sizes, lengths, channels, ranges, missing cells). ``options`` are the
             defaults updated by the user's, ``explicit`` the names the user set;
             ``fits`` maps each option the data decides
-            to ``(value, reason)`` (see :mod:`omnipatch.plan`). None: no modality facts.
+            to ``(value, reason)`` (see :mod:`omnipatch.train.plan`). None: no modality facts.
         recipe: the default training recipe for this modality, as config keys
             (``{"objectives": "mae+dhel", "data.augment_strength": 0.5, ...}``), applied by
             the CLI under the user's own YAML / flags / ``--set``; each chosen by measurement
@@ -63,7 +63,7 @@ class ModalitySpec:
             reading data for a trained model goes back to their defaults unless given.
         stream_reader: ``(probe_dataset) -> (path, key, label) -> Sample``: decodes one member
             extracted from a tar shard with an opened data set's reader and options (see
-            :mod:`omnipatch.shards`). None: the modality does not stream from shards.
+            :mod:`omnipatch.train.shards`). None: the modality does not stream from shards.
         read_target: ``(path) -> integer ndarray``: reads a dense label map (segmentation
             target) in this modality's file formats; ``.npy`` always works. None: ``.npy`` only.
         example: ``(folder) -> source``: writes a few (2-4) tiny real files of this modality

@@ -12,7 +12,6 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from omnipatch.accumulate import merge_terms
 from omnipatch.adapter import ModalityAdapter
 from omnipatch.batch import Batch
 from omnipatch.encoder import Encoder, EncoderConfig, pool
@@ -23,6 +22,7 @@ from omnipatch.masking import MaskResult, MaskSpec, gather_tokens, mask_tokens, 
 from omnipatch.modality import ADAPTERS
 from omnipatch.objectives import OBJECTIVES, View
 from omnipatch.tokens import PatchTokens
+from omnipatch.train.accumulate import merge_terms
 
 
 class OmniModel(nn.Module):

@@ -59,7 +59,7 @@ class Objective(nn.Module):
     A *batch-level* objective (``batch_level = True``: negatives, batch statistics, a batch-norm
     projector) sees the views only through their pooled embeddings, in ``score(z, labels)``
     with ``z (V, B, D_enc)``; the model calls it once on the global batch, gathered over ranks
-    and, when accumulating, over micro-batches (:mod:`omnipatch.accumulate`). The others are
+    and, when accumulating, over micro-batches (:mod:`omnipatch.train.accumulate`). The others are
     per-sample: their value on a batch is the mean of their values on its parts.
     """
 

@@ -11,7 +11,7 @@ it is, and whether it is a command-line flag of its own::
 
 These classes are the one source of the defaults: :class:`~omnipatch.modality.ModalitySpec`
 derives its ``options`` dict from them, the dataset's ``_open`` and the adapter's kwargs read
-their values through :func:`pick`, the data flags (:mod:`omnipatch.dataflags`) are built from
+their values through :func:`pick`, the data flags (:mod:`omnipatch.cli.dataflags`) are built from
 the fields marked ``flag`` and parse text by the field's type (:func:`parse_text`), and
 ``omnipatch list`` prints :func:`describe`.
 """

@@ -196,7 +196,7 @@ class RunSpec:
     @classmethod
     def from_dir(cls, run_dir: str | Path) -> "RunSpec":
         """The record of the checkpoint in ``run_dir`` (:func:`omnipatch.checkpoint.load_config`)."""
-        from omnipatch import checkpoint as ckpt
+        from omnipatch.train import checkpoint as ckpt
 
         return cls.from_checkpoint(ckpt.load_config(run_dir))
 

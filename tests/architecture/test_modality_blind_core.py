@@ -15,9 +15,6 @@ BUNDLED = ("omnipatch.modalities", "omnipatch.adapters")
 
 #: import loops still there: each a set of modules, with why it is allowed for now
 KNOWN_CYCLES = {
-    frozenset({"omnipatch.api", "omnipatch.eval.report", "omnipatch.init.run", "omnipatch.pretrain"}):
-        "function-level only: pretrain writes the report (eval.report -> api.load) and starts from --init "
-        "(init.run -> pretrain.build_model / open_run_data); goes with the train/ + eval/ regrouping",
     frozenset({"omnipatch.modalities.audio", "omnipatch.modalities.audio_scan"}):
         "modality-internal lazy split (the scan lives in its own file to keep audio.py small)",
     frozenset({"omnipatch.modalities.video", "omnipatch.modalities.video_scan"}):
@@ -30,19 +27,19 @@ KNOWN_CYCLES = {
 KNOWN_NAMES = {
     ("toolkit/config.py", "image"): "DataConfig's default modality (what `pretrain` uses without --modality); "
                                     "api / finetune read it from there. Moves to builtins with RunSpec",
-    ("toolkit/demo.py", "image"): "`omnipatch demo` is a worked example on digit images; moves to cli/",
-    ("toolkit/demo.py", "images"): "`omnipatch demo` is a worked example on digit images; moves to cli/",
+    ("toolkit/cli/demo.py", "image"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
+    ("toolkit/cli/demo.py", "images"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
     ("toolkit/init/source.py", "image"): "`image_size`: a key of Hugging Face's config.json (an external format)",
-    ("toolkit/loggers.py", "image"): "the logging libraries' own names for a picture (PIL.Image, "
+    ("toolkit/train/loggers.py", "image"): "the logging libraries' own names for a picture (PIL.Image, "
                                      "SummaryWriter.add_image, wandb.Image), not a modality",
 }
 
 #: (core file, attribute) -> why the hasattr is not a modality guess
 KNOWN_HASATTR = {
     ("toolkit/api.py", "__getitem__"): "argument dispatch: an opened Dataset or a source path",
-    ("toolkit/finetune.py", "__getitem__"): "argument dispatch: an opened Dataset or a source path",
-    ("toolkit/finetune.py", "__len__"): "argument dispatch: an opened Dataset or a source path",
-    ("toolkit/engine.py", "full_tensor"): "torch API: a DTensor grad norm under FSDP2",
+    ("toolkit/finetune/run.py", "__getitem__"): "argument dispatch: an opened Dataset or a source path",
+    ("toolkit/finetune/run.py", "__len__"): "argument dispatch: an opened Dataset or a source path",
+    ("toolkit/train/engine.py", "full_tensor"): "torch API: a DTensor grad norm under FSDP2",
 }
 
 

@@ -24,7 +24,7 @@ from omnipatch.batch import Sample, collate
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.masking import MaskSpec
 from omnipatch.modality import ADAPTERS, MODALITIES
-from omnipatch.pretrain import open_data
+from omnipatch.train.build import open_data
 from tests.adapters.contract import DIM, AdapterContract
 
 _EXAMPLES: dict[str, tuple] = {}

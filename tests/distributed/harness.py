@@ -39,10 +39,10 @@ def build(source: str, objectives: dict):
     """``(model, split step, dataset)`` as ``omnipatch pretrain`` builds them, seeded; a
     paired run (image <-> audio manifest) when ``objectives`` is ``OBJECTIVES[PAIRED]``."""
     from omnipatch.config import Config
-    from omnipatch.engine import single_modality_step
     from omnipatch.modality import MODALITIES
-    from omnipatch.paired import PairedCollate, paired_step
-    from omnipatch.pretrain import build_model, open_data, open_run_data
+    from omnipatch.train.build import build_model, open_data, open_run_data
+    from omnipatch.train.paired import PairedCollate, paired_step
+    from omnipatch.train.steps import single_modality_step
 
     cfg = Config()
     cfg.model.preset, cfg.model.decoder_dim, cfg.model.decoder_depth = "micro", 32, 1
@@ -65,7 +65,7 @@ def build(source: str, objectives: dict):
 def micro(data, k: int):
     """Micro-batch ``k`` and its generator."""
     from omnipatch.batch import collate
-    from omnipatch.engine import step_generator
+    from omnipatch.train.engine import step_generator
 
     ds, paired = data
     items = [ds[i] for i in range(k * B, (k + 1) * B)]
@@ -109,8 +109,8 @@ def run_step(source: str, objectives: dict, strategy, accum: int, cached: bool |
     """The engine's step on this rank's micro-batches: ``(mean logged loss, gradients)``."""
     from contextlib import nullcontext
 
-    from omnipatch.accumulate import backward_cached, backward_plain
-    from omnipatch.engine import StepModule
+    from omnipatch.train.accumulate import backward_cached, backward_plain
+    from omnipatch.train.engine import StepModule
 
     model, step, ds = build(source, objectives)
     module = strategy.wrap(StepModule(model, step))
@@ -138,7 +138,7 @@ def worker(rank: int, world: int, port: int, out: str, cases: list) -> None:
     """Each case ``(label, objective key, strategy name, accum, source)`` -> ``out/rank{r}.pt``."""
     import torch.distributed as dist
 
-    from omnipatch.strategy import Strategy
+    from omnipatch.train.strategy import Strategy
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -98,7 +98,7 @@ def test_every_objective_two_ranks_equal_one_process_on_the_global_batch(png_fol
 
 @pytest.mark.parametrize("key", [*BATCH_LEVEL, PAIRED])
 def test_one_process_accumulating_with_the_cache_equals_the_large_batch(key, png_folder, tmp_path):
-    from omnipatch.strategy import Strategy
+    from omnipatch.train.strategy import Strategy
 
     source = str(write_pairs(tmp_path) if key == PAIRED else png_folder / "manifest.csv")
     want = reference(source, OBJECTIVES[key], 3)
@@ -107,7 +107,7 @@ def test_one_process_accumulating_with_the_cache_equals_the_large_batch(key, png
 
 def test_plain_accumulation_of_a_contrastive_loss_is_not_the_large_batch(png_folder):
     """The reason for the cache: per micro-batch negatives give another loss and gradient."""
-    from omnipatch.strategy import Strategy
+    from omnipatch.train.strategy import Strategy
 
     source = str(png_folder / "manifest.csv")
     loss_ref, g_ref = reference(source, OBJECTIVES["contrastive"], 3)

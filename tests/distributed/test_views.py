@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 
 from omnipatch.batch import collate
-from omnipatch.data import StepSampler
-from omnipatch.engine import micro_index, step_generator
 from omnipatch.masking import MaskSpec, mask_tokens
 from omnipatch.modality import MODALITIES
+from omnipatch.train.data import StepSampler
+from omnipatch.train.engine import micro_index, step_generator
 from tests.distributed.harness import build
 
 SEED, B, STEPS, GLOBAL = 3, 4, 2, 4  # GLOBAL micro-batches per step = world x accum

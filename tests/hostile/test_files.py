@@ -12,7 +12,7 @@ from tests.hostile.files import KINDS, MODALITY_FILES, folder_with_one_bad
 
 def _open(modality, folder, mode):
     from omnipatch.modality import MODALITIES, load_builtin
-    from omnipatch.pretrain import open_data
+    from omnipatch.train.build import open_data
 
     load_builtin()
     spec = MODALITIES.get(modality)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from omnipatch.errors import OmnipatchError
-from omnipatch.finetune_data import match_ids
+from omnipatch.finetune.labels import match_ids
 
 TRAIN = [f"/data/train/{i:05d}.png" for i in range(16)]
 OTHER_SPLIT = {f"/data/test/{i:05d}.png": str(i % 3) for i in range(16)}

@@ -51,7 +51,7 @@ def test_index_with_nan_vectors_is_refused(tmp_path):
     import torch
 
     from omnipatch.errors import OmnipatchError
-    from omnipatch.retrieval import build_index
+    from omnipatch.eval.retrieval import build_index
 
     with pytest.raises(OmnipatchError, match="non-finite .* b"):
         build_index(torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), ["a", "b"])

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from omnipatch.errors import BadSampleError
-from omnipatch.shards import ShardStream, split_member
+from omnipatch.train.shards import ShardStream, split_member
 
 
 @pytest.mark.parametrize("name, key, ext", [

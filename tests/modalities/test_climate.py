@@ -185,7 +185,7 @@ def test_files_on_different_grids_are_an_error(tmp_path):
 def test_cli_pretrain_embed_with_nan_fields(tmp_path):
     from omnipatch.api import read_embeddings
     from omnipatch.cli import main
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     p = _nc(tmp_path, nan_land=True)
     run = tmp_path / "run"

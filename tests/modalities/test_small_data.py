@@ -75,7 +75,7 @@ def test_large_images_get_a_larger_patch(tmp_path):
     from PIL import Image
 
     from omnipatch.modality import MODALITIES, load_builtin
-    from omnipatch.plan import scan
+    from omnipatch.train.plan import scan
 
     load_builtin()
     for i in range(3):

@@ -11,7 +11,7 @@ import torch
 from omnipatch.batch import Sample
 from omnipatch.modalities.audio import SPEC, AudioDataset
 from omnipatch.modalities.audio_scan import empty_mel_bands, fit_n_mels
-from omnipatch.plan import scan
+from omnipatch.train.plan import scan
 from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import torch
 from omnipatch.batch import Sample
 from omnipatch.errors import BadSampleError
 from omnipatch.modalities.video import SPEC, VideoDataset
-from omnipatch.plan import scan
+from omnipatch.train.plan import scan
 from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults
 from tests.modalities.test_video import frame_numbers, write_video
 

@@ -14,7 +14,7 @@ pytest.importorskip("monai")
 
 from omnipatch.batch import Sample  # noqa: E402
 from omnipatch.modalities.volume import SPEC  # noqa: E402
-from omnipatch.plan import scan  # noqa: E402
+from omnipatch.train.plan import scan  # noqa: E402
 from tests.modalities.cli_flow import assert_model_option_refused, embed_and_eval, pretrain_defaults  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -38,7 +38,7 @@ def test_signal_pretrain_embed_finetune_export(tmp_path, capsys):
     assert (ft / "metrics.json").is_file()
     hf = tmp_path / "hf"
     _ok(["export", "--checkpoint", run, "--format", "hf", "--out", hf], capsys)
-    from omnipatch.hf import OmnipatchModel
+    from omnipatch.export.hf import OmnipatchModel
 
     model = OmnipatchModel.from_pretrained(str(hf)).eval()
     x = torch.randn(2, 2, 64)
@@ -47,7 +47,7 @@ def test_signal_pretrain_embed_finetune_export(tmp_path, capsys):
 
 
 def test_signal_streams_from_tar_shards(tmp_path, capsys):
-    from omnipatch.shards import write_shards
+    from omnipatch.train.shards import write_shards
 
     data = tmp_path / "data"
     data.mkdir()

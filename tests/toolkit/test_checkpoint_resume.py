@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.config import Config
 from omnipatch.errors import OmnipatchError
-from omnipatch.pretrain import pretrain
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.pretrain import pretrain
 
 
 def _cfg(src, steps):
@@ -27,7 +27,7 @@ def _losses(run):
 
 
 def test_resume_continues_exactly(png_folder, tmp_path, monkeypatch):
-    from omnipatch import engine
+    from omnipatch.train import engine
 
     full = tmp_path / "full"
     pretrain(_cfg(png_folder / "manifest.csv", 6), full, quiet=True)
@@ -100,7 +100,7 @@ def test_non_finite_loss_raises(png_folder, tmp_path):
 
 
 def test_health_monitor_logged_and_collapse_warned(png_folder, tmp_path, monkeypatch, capsys):
-    from omnipatch import monitors
+    from omnipatch.train import monitors
 
     c = _cfg(png_folder / "manifest.csv", 2)
     c.train.monitor_every = 1

@@ -91,7 +91,7 @@ def test_eval_cross_validation_needs_two_per_label(tmp_path, capsys):
 
 
 def test_data_option_flags_reach_the_config(monkeypatch, tmp_path, capsys):
-    import omnipatch.pretrain as pt
+    import omnipatch.train.pretrain as pt
 
     seen = {}
     monkeypatch.setattr(pt, "pretrain", lambda cfg, out, **kw: seen.update(cfg=cfg) or

@@ -17,7 +17,7 @@ from omnipatch.errors import OmnipatchError
 from omnipatch.heads import DecoderConfig
 from omnipatch.masking import MaskSpec
 from omnipatch.model import CrossModalHead, OmniModel
-from omnipatch.paired import PairedBatch, paired_step
+from omnipatch.train.paired import PairedBatch, paired_step
 
 
 def _model(views: str) -> OmniModel:
@@ -79,7 +79,7 @@ def test_separate_encoders_learn_and_round_trip(tmp_path):
 
 
 def test_common_rows_and_clip_on_complete_pairs_only():
-    from omnipatch.paired import common_rows
+    from omnipatch.train.paired import common_rows
 
     torch.manual_seed(0)
     x = torch.rand(5, 1, 16, 16)

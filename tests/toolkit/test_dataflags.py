@@ -6,7 +6,7 @@ import pytest
 
 import tests.plugin_signal  # noqa: F401  (registers "signal", whose DataOptions mark ``length`` a flag)
 from omnipatch.cli import build_parser, main
-from omnipatch.dataflags import data_options, flag_table
+from omnipatch.cli.dataflags import data_options, flag_table
 from omnipatch.modality import MODALITIES
 
 COMMANDS = {

@@ -16,10 +16,10 @@ import yaml
 from safetensors.torch import load_file
 
 import omnipatch
-from omnipatch import checkpoint as ckpt
-from omnipatch.engine import read_metrics
 from omnipatch.export import export_hf
 from omnipatch.finetune import FinetuneConfig, finetune, load_finetuned
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.engine import read_metrics
 from tests.toolkit.test_finetune import make_run
 
 
@@ -29,7 +29,7 @@ def run(tmp_path_factory):
 
 
 def test_round_trip_is_bit_equal_and_embeds_identically(run, tmp_path):
-    from omnipatch.hf import OmnipatchModel
+    from omnipatch.export.hf import OmnipatchModel
 
     run_dir, data = run
     out = export_hf(run_dir, tmp_path / "hf")
@@ -57,7 +57,7 @@ def test_round_trip_is_bit_equal_and_embeds_identically(run, tmp_path):
 
 
 def test_fine_tuned_export_carries_the_head(run, tmp_path):
-    from omnipatch.hf import OmnipatchModel
+    from omnipatch.export.hf import OmnipatchModel
 
     run_dir, data = run
     cfg = FinetuneConfig(mode="linear", epochs=2, batch_size=8, bf16=False, device="cpu")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import omnipatch
-from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
 from omnipatch.eval import metrics as M
 from omnipatch.finetune import (
@@ -26,6 +25,7 @@ from omnipatch.finetune import (
 )
 from omnipatch.heads.task import DenseHead
 from omnipatch.inflate import adapt_state_dict, inflate_channels, load_adapted
+from omnipatch.train import checkpoint as ckpt
 
 
 # -- shared fixtures (test_export.py imports make_run) ----------------------------------------------
@@ -70,7 +70,7 @@ def write_bars(root, n: int = 24, channels: int = 1):
 def make_run(root):
     """A real (2-step) pretraining run of the micro preset on 16x16 bar images."""
     from omnipatch.config import Config
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     data = write_bars(root / "bars")
     c = Config()
@@ -144,7 +144,7 @@ def test_dense_head_reassembles_patches_like_the_grid_adapter():
 
 def test_modes_freeze_and_layer_decay(run):
     from omnipatch.finetune import load_backbone
-    from omnipatch.finetune_data import build_labels
+    from omnipatch.finetune.labels import build_labels
 
     run_dir, data = run
     pre = omnipatch.load(run_dir, device="cpu")

@@ -8,7 +8,7 @@ HEAVY = ["nibabel", "xarray", "torchaudio", "open3d", "av", "soundfile", "pandas
 
 def test_import_omnipatch_is_lazy():
     code = (
-        "import sys, omnipatch, omnipatch.model, omnipatch.engine, omnipatch.cli, omnipatch.init, omnipatch.init.run;"
+        "import sys, omnipatch, omnipatch.model, omnipatch.train.engine, omnipatch.cli, omnipatch.init, omnipatch.init.run;"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,8 +15,8 @@ import pytest
 
 from omnipatch.config import Config, set_key, validate
 from omnipatch.errors import OmnipatchError
-from omnipatch.loggers import check, read_metrics
-from omnipatch.pretrain import pretrain
+from omnipatch.train.loggers import check, read_metrics
+from omnipatch.train.pretrain import pretrain
 
 
 def _cfg(src, loggers, steps=3):
@@ -73,7 +73,7 @@ def test_tensorboard_resume_drops_the_steps_after_the_checkpoint(png_folder, tmp
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from omnipatch import engine
+    from omnipatch.train import engine
 
     run = tmp_path / "run"
     real = engine.step_generator
@@ -110,7 +110,7 @@ def test_loggers_go_through_config_validation():
 
 
 def test_a_backend_whose_package_is_missing_is_one_line(monkeypatch):
-    import omnipatch.loggers as loggers
+    import omnipatch.train.loggers as loggers
 
     real = importlib.util.find_spec
     monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a))
@@ -201,7 +201,7 @@ def test_wandb_offline_run_holds_every_term_and_the_pictures(png_folder, tmp_pat
 def test_wandb_without_a_login_says_what_to_do(tmp_path, monkeypatch):
     import wandb
 
-    from omnipatch.loggers import WandbLogger
+    from omnipatch.train.loggers import WandbLogger
 
     wandb.teardown()  # W&B keeps its settings (an earlier test's WANDB_MODE) in a process-wide singleton
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):

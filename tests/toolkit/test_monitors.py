@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from omnipatch.errors import OmnipatchError
-from omnipatch.monitors import alignment, collapsed, describe, health, rankme, uniformity
+from omnipatch.train.monitors import alignment, collapsed, describe, health, rankme, uniformity
 
 
 def _g(seed: int = 0) -> torch.Generator:
@@ -99,7 +99,7 @@ def test_single_modality_monitor_on_a_model(png_folder):
     model's encoder -> the health metrics with alignment; no gradients recorded."""
     from omnipatch.batch import collate
     from omnipatch.modalities.image import SPEC, augment
-    from omnipatch.monitors import single_modality_monitor
+    from omnipatch.train.monitors import single_modality_monitor
     from tests.toolkit.test_objectives import _tiny_model
 
     model = _tiny_model({"mae": {"weight": 1.0}})

@@ -128,7 +128,7 @@ def test_composition_trains_and_logs_every_term(png_folder, tmp_path):
     """Through the engine: `mae+sigreg:0.5` with a 3-view SIGReg; every term is in the
     metrics log and the loss is the weighted sum."""
     from omnipatch.config import parse_objectives
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     objectives = parse_objectives("mae+sigreg:0.5")
     objectives["sigreg"]["n_views"] = 3

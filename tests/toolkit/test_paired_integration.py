@@ -86,7 +86,7 @@ def test_paired_pretrain_index_query_eval(paired_manifest, tmp_path, capsys):
 
     import omnipatch
     from omnipatch.export import export_hf
-    from omnipatch.hf import OmnipatchModel
+    from omnipatch.export.hf import OmnipatchModel
 
     hf = OmnipatchModel.from_pretrained(export_hf(run, tmp_path / "hf")).eval()
     pre = omnipatch.load(run, device="cpu")
@@ -107,8 +107,8 @@ def test_paired_manifest_errors(paired_manifest, tmp_path, capsys):
 
 def test_paired_dataset_reads_each_file_once(paired_manifest):
     from omnipatch.modality import MODALITIES, load_builtin
-    from omnipatch.paired import PairedDataset
-    from omnipatch.pretrain import open_data
+    from omnipatch.train.build import open_data
+    from omnipatch.train.paired import PairedDataset
 
     load_builtin()
     opts = {"image": {"image_size": 16, "channels": 1}, "audio": {"seconds": 0.5, "n_mels": 16}}
@@ -125,7 +125,7 @@ def test_separate_encoders_pretrain_embed_and_export(paired_manifest, tmp_path, 
 
     import omnipatch
     from omnipatch.export import export_hf
-    from omnipatch.hf import OmnipatchModel
+    from omnipatch.export.hf import OmnipatchModel
 
     run = tmp_path / "run"
     opts = json.dumps({"image": {"image_size": 16, "patch_size": 4, "channels": 1},

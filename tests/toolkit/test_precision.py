@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from omnipatch import precision as P
 from omnipatch.config import Config
 from omnipatch.errors import OmnipatchError
+from omnipatch.train import precision as P
 
 
 def _figures(fp32_ms, bf16_ms, cross_bf16=1024, cross_fp32=128):
@@ -106,7 +106,7 @@ def test_old_bf16_key_still_loads():
 
 
 def test_fp16_on_cpu_trains_with_loss_scaling(png_folder, tmp_path):
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     c = Config()
     c.data.source = str(png_folder / "manifest.csv")
@@ -159,7 +159,7 @@ def test_attention_auto_avoids_quadratic_memory(monkeypatch):
 @pytest.mark.slow
 def test_compile_flag_trains_the_same(png_folder, tmp_path):
     """train.compile=true: the blocks run through torch.compile, losses match eager."""
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     losses = {}
     for flag in (False, True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from omnipatch.progress import Progress
+from omnipatch.train.progress import Progress
 
 
 class _Terminal(io.StringIO):

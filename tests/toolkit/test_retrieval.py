@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from omnipatch.errors import OmnipatchError
-from omnipatch.retrieval import Index, build_index, evaluate, ranking_metrics, relevance
+from omnipatch.eval.retrieval import Index, build_index, evaluate, ranking_metrics, relevance
 
 
 def test_perfect_ranking():

@@ -127,7 +127,7 @@ def test_modality_list():
 
 
 def test_pretrain_writes_a_versioned_record(tmp_path):
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     data = tmp_path / "data"
     data.mkdir()

@@ -10,8 +10,8 @@ from omnipatch.config import Config
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities.base import stream_reader
 from omnipatch.modalities.image import ImageDataset
-from omnipatch.pretrain import pretrain
-from omnipatch.shards import ShardStream, write_shards
+from omnipatch.train.pretrain import pretrain
+from omnipatch.train.shards import ShardStream, write_shards
 
 
 @pytest.fixture

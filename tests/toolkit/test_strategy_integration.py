@@ -7,9 +7,9 @@ import socket
 import pytest
 import torch.multiprocessing as mp
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.config import Config
-from omnipatch.pretrain import pretrain
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.pretrain import pretrain
 
 pytestmark = pytest.mark.integration
 

@@ -107,7 +107,7 @@ def report(run_dir, labels: str | None = None, data=None, out=None, seed: int = 
     one-paragraph ``summary`` and the report's ``path``."""
     from omnipatch.api import load
     from omnipatch.modality import MODALITIES
-    from omnipatch.monitors import health
+    from omnipatch.train.monitors import health
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir

@@ -2,7 +2,7 @@
 
 Both take ``(hidden (B, L, D), pooled (B, D), grid)`` -- what the encoder gives for whole,
 unmasked samples -- so a saved head spec rebuilds the same head inside omnipatch and inside
-the exported ``transformers`` model (:mod:`omnipatch.hf`).
+the exported ``transformers`` model (:mod:`omnipatch.export.hf`).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
     """``(model, config)``: a model for ``modality`` with adapters fitted to ``data`` (channels,
     statistics), weights from ``source``; ``config`` is a pretraining run's (0 steps)."""
     from omnipatch.config import Config
-    from omnipatch.pretrain import build_model, open_run_data
     from omnipatch.runspec import RunSpec
+    from omnipatch.train.build import build_model, open_run_data
 
     if not modality:
         raise OmnipatchError(f"--init {source}: name the modality of the data (--modality)")
@@ -54,7 +54,7 @@ def build_initialised(source: str, modality: str, data, options: dict | None = N
 
 def write_initialised(source: str, modality: str, data, out: str | Path, **kw) -> Path:
     """:func:`build_initialised`, saved as a run directory ``out`` (what ``finetune --init`` uses)."""
-    from omnipatch import checkpoint as ckpt
+    from omnipatch.train import checkpoint as ckpt
 
     model, config = build_initialised(source, modality, data, out=out, **kw)
     ckpt.save(out, model, config)

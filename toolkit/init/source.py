@@ -86,7 +86,7 @@ def read_source(source: str | Path) -> SourceWeights:
         cfg = _json(cfg_path)
         if "model_type" in cfg:
             return read_hf(p, cfg)
-    from omnipatch import checkpoint as ckpt
+    from omnipatch.train import checkpoint as ckpt
 
     try:
         ckpt.find(p)
@@ -126,7 +126,7 @@ def load_tensors(path: Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        from omnipatch.checkpoint import safe_torch_load
+        from omnipatch.train.checkpoint import safe_torch_load
 
         sd = safe_torch_load(path)  # weights_only=True; refusals and corruption are one line
     except OmnipatchError:
@@ -238,8 +238,8 @@ def _timm_cached(name: str, model) -> Path:
 def read_omnipatch(run_dir: Path) -> SourceWeights:
     """An omnipatch run: encoder + decoder keep their names; each grid adapter exports its
     patch embedding (and position table) in the neutral form."""
-    from omnipatch import checkpoint as ckpt
     from omnipatch.model import OmniModel
+    from omnipatch.train import checkpoint as ckpt
 
     cfg = ckpt.load_config(run_dir)
     if "model" not in cfg or "finetune" in cfg:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 # CPU: the sequence length from which SDPA (flash, memory linear in N) replaces the explicit
 # path, per compute dtype. Defaults measured on a 2-core AMD EPYC (avx512_bf16, torch 2.11;
 # fwd + bwd at width 192): bf16 explicit 1.05-1.7x faster up to 2,048 tokens, fp32 SDPA
-# faster from 64 on. ``omnipatch.precision`` replaces them with this machine's probe.
+# faster from 64 on. ``omnipatch.train.precision`` replaces them with this machine's probe.
 _CPU_CROSSOVER: dict[torch.dtype, int] = {torch.bfloat16: 1024, torch.float16: 1024, torch.float32: 128}
 # ... and never explicit when its (B, H, N, N) scores would pass this many bytes per layer
 # (kept for backward in every layer: 64 MiB x 12 blocks stays under 1 GiB)

@@ -100,7 +100,7 @@ def native_pixels(train_csv: Path, test_csv: Path) -> dict[str, float]:
 
 def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: bool = False) -> dict:
     from omnipatch.eval.report import report
-    from omnipatch.pretrain import pretrain
+    from omnipatch.train.pretrain import pretrain
 
     out = Path(out)
     steps = steps or DEMO_STEPS
@@ -117,7 +117,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
     first, last = summary["first"], summary["last"]
     import torch
 
-    from omnipatch.precision import cpu_model
+    from omnipatch.train.precision import cpu_model
 
     where = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
              else f"{cpu_model()}, {torch.get_num_threads()} threads")
@@ -142,3 +142,16 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None, quiet: boo
                    "mae_first": first.get("mae"), "mae_last": last.get("mae")})
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def run(a) -> None:
+    run_demo(a.out, steps=a.steps, quiet=a.quiet)
+
+
+def add_parser(sub) -> None:
+    """Add ``omnipatch demo`` to the CLI's subparsers."""
+    s = sub.add_parser("demo", help="pretrain on bundled handwritten digits and compare with a random encoder")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=run)

@@ -65,15 +65,17 @@ def merge_terms(a: dict, b: dict) -> dict:
     return out
 
 
-def check_finite(terms: dict, step: int) -> None:
+def check_finite(terms: dict, step: int, hint: str | None = None) -> None:
+    """Raise on a NaN / Inf loss, with every term's value and ``hint`` (default: pretraining's advice)."""
     loss = terms["loss"]
     if isinstance(loss, Tensor) and not torch.isfinite(loss):
         vals = ", ".join(f"{k}={float(v.detach() if isinstance(v, Tensor) else v):.4g}" for k, v in terms.items())
-        raise OmnipatchError(f"non-finite loss at step {step} ({vals}); lower train.lr, "
-                             f"check the data for NaN/inf, or set train.precision=fp32")
+        hint = hint or "lower train.lr, check the data for NaN/inf, or set train.precision=fp32"
+        raise OmnipatchError(f"non-finite loss at step {step} ({vals}); {hint}")
 
 
-def backward_plain(module, micros: list, strategy, accum: int, step: int, autocast, scaler) -> list[dict]:
+def backward_plain(module, micros: list, strategy, accum: int, step: int, autocast, scaler,
+                   hint: str | None = None) -> list[dict]:
     """Each micro-batch's loss / ``accum`` backpropagated on its own; gradients synchronised
     over ranks on the last one. Returns each micro-batch's terms."""
     out = []
@@ -81,13 +83,14 @@ def backward_plain(module, micros: list, strategy, accum: int, step: int, autoca
         with strategy.accumulating(module, sync=i == len(micros) - 1):
             with autocast:
                 terms = module(batch, g)
-            check_finite(terms, step)
+            check_finite(terms, step, hint)
             scaler.scale(terms["loss"] / accum).backward()
         out.append(terms)
     return out
 
 
-def backward_cached(module, micros: list, strategy, accum: int, step: int, autocast, scaler) -> list[dict]:
+def backward_cached(module, micros: list, strategy, accum: int, step: int, autocast, scaler,
+                    hint: str | None = None) -> list[dict]:
     """Gradient caching over ``micros`` (see the module docstring); ``module(batch, g,
     phase=...)`` must serve a :class:`SplitStep`. Returns each micro-batch's terms (the
     batch-level ones repeated in each)."""
@@ -105,7 +108,7 @@ def backward_cached(module, micros: list, strategy, accum: int, step: int, autoc
     with strategy.accumulating(module, sync=False):
         with autocast:
             scored = module(None, None, phase="score", pooled=_unkey(z_all, pooled), labels=_unkey(y_all, labels))
-        check_finite(scored, step)
+        check_finite(scored, step, hint)
         if isinstance(scored["loss"], Tensor):  # a paired micro-batch may have nothing to score
             scaler.scale(scored["loss"]).backward()
     scored = {k: v.detach() if isinstance(v, Tensor) else v for k, v in scored.items()}
@@ -117,7 +120,7 @@ def backward_cached(module, micros: list, strategy, accum: int, step: int, autoc
                 _replaying(rng, device):
             with autocast:
                 terms, z, _ = module(batch, g, phase="encode")
-            check_finite(terms, step)
+            check_finite(terms, step, hint)
             loss = sum((_keyed(z)[k] * d).sum() for k, d in dz.items())
             if isinstance(terms["loss"], Tensor):
                 loss = loss + scaler.scale(terms["loss"] / accum)

@@ -20,7 +20,7 @@ trains on them), ``partial`` (the last ``partial_blocks`` blocks and the final n
 A stratified validation split (``val_fraction``) picks the best epoch (primary metric:
 accuracy, AUROC for multi-label, RMSE for regression, Dice for segmentation; ties go to the
 lower validation loss) and stops after ``patience`` epochs without improvement. ``FT_DIR``
-receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.checkpoint.save`),
+receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.train.checkpoint.save`),
 ``metrics.json`` and ``history.jsonl``.
 
 Inputs with another channel count than pretraining are adapted with the rule in
@@ -43,9 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.finetune_data import (
+from omnipatch.finetune.labels import (
     LabelledData,
     Labels,
     build_labels,
@@ -56,6 +55,7 @@ from omnipatch.finetune_data import (
 )
 from omnipatch.heads.task import build_head
 from omnipatch.runspec import RunSpec
+from omnipatch.train import checkpoint as ckpt
 
 TASKS = ("classification", "regression", "segmentation")
 MODES = ("linear", "partial", "full")
@@ -100,7 +100,7 @@ class FinetuneConfig:
                                        ("partial_blocks", "int", 1, False), ("augment_strength", "float", 0, False)):
             check_range(f"finetune.{key}", getattr(self, key), kind, lo, None, lo_open)
         check_device(self.device, "--device")
-        from omnipatch.finetune_data import MATCHES
+        from omnipatch.finetune.labels import MATCHES
 
         if self.match_ids not in MATCHES:
             raise OmnipatchError(f"match_ids must be one of {', '.join(MATCHES)}, got {self.match_ids!r}")
@@ -259,8 +259,12 @@ class _Runner:
     through the head on features computed once."""
 
     def __init__(self, model: FinetuneModel, data: LabelledData, cfg: FinetuneConfig, device, augment=None):
+        from omnipatch.train.precision import Precision
+
         self.model, self.data, self.cfg, self.device, self.augment = model, data, cfg, device, augment
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        name = "bf16" if cfg.bf16 else "fp32"
+        self.precision = Precision(name, name, device.type, "finetune.bf16")
+        self.autocast = self.precision.autocast()
         self.cache = None
         if cfg.mode == "linear":
             self.cache = self._features()
@@ -284,30 +288,42 @@ class _Runner:
         return {"hidden": torch.cat(hid) if hid else None, "pooled": torch.cat(pooled), "y": torch.cat(ys),
                 "grid": grid, "pos": pos}
 
-    def run(self, rows: list[int], train: bool, generator=None):
-        """Yields ``(outputs, targets)`` over ``rows`` (indices into the labelled data)."""
+    def items(self, rows: list[int], train: bool, generator=None):
+        """Yields ``(kind, inputs, targets)`` batches over ``rows`` (indices into the labelled
+        data): ``("cache", positions, y)`` in ``linear`` mode, else ``("batch", Batch, y)``."""
         for sel in _batches(len(rows), self.cfg.batch_size, generator if train else None):
             chosen = [rows[int(i)] for i in sel]
             if self.cache is not None:
-                c = self.cache
-                at = [c["pos"][r] for r in chosen if r in c["pos"]]
-                if not at:
-                    continue
-                at_t = torch.tensor(at)
-                hidden = None if c["hidden"] is None else c["hidden"][at_t].to(self.device)
-                with self.autocast:
-                    out = self.model.head(hidden, c["pooled"][at_t].to(self.device), c["grid"])
-                yield out, c["y"][at_t].to(self.device)
+                at = [self.cache["pos"][r] for r in chosen if r in self.cache["pos"]]
+                if at:
+                    at_t = torch.tensor(at)
+                    yield "cache", at_t, self.cache["y"][at_t]
                 continue
             batch, y, _ = collate_labelled([self.data[r] for r in chosen])
-            if batch is None:
-                continue
-            batch = batch.to(self.device)
-            if train and self.augment is not None:
-                batch = self.augment(batch, generator, self.cfg.augment_strength)
+            if batch is not None:
+                yield "batch", batch, y
+
+    def forward(self, item: tuple, generator=None) -> tuple[Tensor, Tensor]:
+        """``(outputs, targets)`` of one of :meth:`items`; a ``generator`` (training) draws the
+        view augmentation, when there is one."""
+        kind, x, y = item
+        if kind == "cache":
+            c = self.cache
+            hidden = None if c["hidden"] is None else c["hidden"][x].to(self.device)
             with self.autocast:
-                out = self.model(batch)
-            yield out, y.to(self.device)
+                out = self.model.head(hidden, c["pooled"][x].to(self.device), c["grid"])
+            return out, y.to(self.device)
+        batch = x.to(self.device)
+        if generator is not None and self.augment is not None:
+            batch = self.augment(batch, generator, self.cfg.augment_strength)
+        with self.autocast:
+            out = self.model(batch)
+        return out, y.to(self.device)
+
+    def run(self, rows: list[int], train: bool, generator=None):
+        """Yields ``(outputs, targets)`` over ``rows`` (indices into the labelled data)."""
+        for item in self.items(rows, train, generator):
+            yield self.forward(item, generator if train else None)
 
     @torch.no_grad()
     def evaluate(self, rows: list[int]) -> tuple[float, dict]:
@@ -324,28 +340,29 @@ class _Runner:
 
 def _fit(model: FinetuneModel, runner: _Runner, lab: Labels, opt, sched, train_rows: list[int], val_rows: list[int],
          cfg: FinetuneConfig, out: Path, config: dict, quiet: bool, save_every_s: float = 60.0) -> list[dict]:
-    """The epoch loop: train, validate, keep the best weights (in memory, and on disk at
-    most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
+    """The epoch loop: train (every batch one :class:`~omnipatch.train.engine.OptimStep`, the
+    optimiser step pretraining takes), validate, keep the best weights (in memory, and on disk
+    at most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
     ``patience`` epochs without improvement. Leaves the best weights in ``model``."""
+    from omnipatch.train.engine import OptimStep, StepModule
+    from omnipatch.train.strategy import Strategy
+
     history, best, best_state, since, last_save = [], (-math.inf, -math.inf), None, 0, time.time()
     (out / "history.jsonl").write_text("")
     g = torch.Generator().manual_seed(cfg.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    step_module = StepModule(model, lambda item, gen: {"loss": _loss(lab.kind, *runner.forward(item, gen))})
+    optim_step = OptimStep(step_module, opt, sched, Strategy("single", 0, 1, runner.device), runner.autocast,
+                           runner.precision.scaler(), grad_clip=1.0, hint="lower lr or check the labels")
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         if cfg.mode == "linear":
             model.adapters.eval(), model.encoder.eval()
         tot, n = 0.0, 0
-        for logits, y in runner.run(train_rows, train=True, generator=g):
-            loss = _loss(lab.kind, logits, y)
-            if not torch.isfinite(loss):
-                raise OmnipatchError(f"non-finite loss in epoch {epoch}; lower lr or check the labels")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            sched.step()
-            tot, n = tot + float(loss.detach()) * len(y), n + len(y)
+        for item in runner.items(train_rows, train=True, generator=g):
+            (terms,), _ = optim_step([(item, g)], step)
+            step += 1
+            tot, n = tot + float(terms["loss"].detach()) * len(item[2]), n + len(item[2])
         rec = {"epoch": epoch, "train_loss": tot / max(n, 1)}
         key = (float(epoch), 0.0)  # without validation the last epoch is the best
         if val_rows:
@@ -392,8 +409,8 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     Returns:
         The content of ``metrics.json``.
     """
-    from omnipatch.data import CachedDataset
-    from omnipatch.engine import lr_lambda, resolve_device
+    from omnipatch.train.data import CachedDataset
+    from omnipatch.train.engine import make_optimizer, resolve_device
 
     cfg = cfg or FinetuneConfig()
     cfg.check()
@@ -422,9 +439,9 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
     augment = spec.augment if cfg.augment_strength > 0 else None
     runner = _Runner(model, labelled, cfg, device, augment)
 
-    opt = torch.optim.AdamW(layer_decay_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999))
     steps = cfg.epochs * math.ceil(len(train_rows) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, max(1, int(cfg.warmup_fraction * steps)), 0.01))
+    opt, sched = make_optimizer(layer_decay_groups(model, cfg.lr, cfg.layer_decay, cfg.weight_decay), cfg.lr, steps,
+                                max(1, int(cfg.warmup_fraction * steps)), 0.01, betas=(0.9, 0.999))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {"finetune": asdict(cfg), "head": head_spec, "classes": lab.classes, "target_scale": lab.scale,
@@ -451,7 +468,7 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
     """``(dataset, spec, options)``: ``data`` opened with the run's dataset options (of
     ``modality`` in a paired run) updated by ``options``; a dataset is returned as is."""
     from omnipatch.modality import MODALITIES
-    from omnipatch.pretrain import open_data
+    from omnipatch.train.build import open_data
 
     run = RunSpec.from_checkpoint(run_cfg)
     m = modality or run.modality
@@ -459,7 +476,7 @@ def open_for(run_cfg: dict, data, options: dict | None, on_bad_sample: str = "ra
         raise OmnipatchError(f"the run was trained on {', '.join(run.modalities)}, not {m!r}")
     spec = MODALITIES.get(m)
     saved = run.options_for(m)
-    from omnipatch.dataflags import merge_checked  # channels may change: the patch embedding is inflated
+    from omnipatch.train.build import merge_checked  # channels may change: the patch embedding is inflated
 
     opts = merge_checked(spec, saved, options or {}, allow=("channels",))
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, list, tuple)):
@@ -488,7 +505,7 @@ class Finetuned:
     def predict(self, data, batch_size: int = 256, on_bad_sample: str = "raise") -> tuple[list[str], np.ndarray]:
         """Ids and predictions: class probabilities ``(N, K)``, values ``(N,)``, or class
         maps ``(N, *S)`` (indices into ``config["classes"]``)."""
-        from omnipatch.data import eval_loader
+        from omnipatch.train.data import eval_loader
 
         ds = self.open(data, on_bad_sample)
         device = next(self.model.parameters()).device
@@ -516,8 +533,8 @@ class Finetuned:
 
 def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
     """Load ``FT_DIR`` written by :func:`finetune` (strict: every weight must match)."""
-    from omnipatch.engine import resolve_device
     from omnipatch.model import OmniModel
+    from omnipatch.train.engine import resolve_device
 
     cfg = ckpt.load_config(ft_dir)
     if "finetune" not in cfg:
@@ -530,81 +547,5 @@ def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
     return Finetuned(model.to(resolve_device(device)).eval(), cfg, labels)
 
 
-# -- command line -----------------------------------------------------------------------------------
-def _command(a) -> None:
-    cfg = FinetuneConfig(task=a.task, mode=a.mode, multi_label=a.multi_label, seed=a.seed, device=a.device,
-                         match_ids=a.match_ids)
-    for name in ("epochs", "batch_size", "lr", "layer_decay", "partial_blocks", "val_fraction", "patience",
-                 "weight_decay", "augment_strength"):
-        if getattr(a, name) is not None:
-            setattr(cfg, name, getattr(a, name))
-    if (a.checkpoint is None) == (a.init is None):
-        raise OmnipatchError("give one of --checkpoint RUN_DIR or --init SOURCE")
-    from omnipatch.dataflags import data_options
-
-    options = data_options(a)  # --option KEY=VALUE and pretrain's data flags
-    run_dir = a.checkpoint
-    if a.init:  # a pretrained checkpoint fitted to the data, saved as a run in FT_DIR/init
-        from omnipatch.init.run import write_initialised
-
-        run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=options,
-                                    pos=a.init_pos, strict=a.init_strict, seed=a.seed, quiet=a.quiet or a.json)
-    res = finetune(run_dir, a.data, a.out, a.labels, cfg, options=options,
-                   on_bad_sample=a.on_bad_sample, random_init=a.random_init,
-                   test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
-                   quiet=a.quiet or a.json)
-    if a.json:
-        print(json.dumps(res))
-        return
-    print(f"fine-tuned ({res['task']}, {res['mode']}) on {res['n_train']} samples, validated on {res['n_val']}; "
-          f"best epoch {res['best_epoch']} of {res['epochs_run']} ({res['seconds']} s)")
-    for split in ("train", "val", "test"):
-        if split in res:
-            print(f"  {split:<5} " + "  ".join(f"{k} {v:.4f}" for k, v in res[split].items()))
-    print(f"checkpoint: {res['checkpoint']}\nmetrics:    {Path(a.out) / 'metrics.json'}")
-
-
-def add_commands(sub) -> None:
-    """Add ``omnipatch finetune`` to the CLI's subparsers."""
-    s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
-    from omnipatch.cli import add_init_args
-    from omnipatch.config import DataConfig
-
-    s.add_argument("--checkpoint", help="pretraining run directory (or --init SOURCE)")
-    add_init_args(s)
-    s.add_argument("--modality", help="with --init: the data's modality (default image)", default=DataConfig.modality)
-    s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
-    s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
-    s.add_argument("--match-ids", choices=["exact", "name", "stem"], default="exact",
-                   help="how sample ids meet label ids: exactly (default), or by file name / stem (reports the count, "
-                        "refuses ambiguous names)")
-    s.add_argument("--task", choices=TASKS, default="classification")
-    s.add_argument("--mode", choices=MODES, default="full")
-    s.add_argument("--out", required=True, help="fine-tuning directory")
-    s.add_argument("--multi-label", action="store_true", help="labels are ';'-separated lists")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--layer-decay", type=float)
-    s.add_argument("--weight-decay", type=float)
-    s.add_argument("--partial-blocks", type=int, help="mode partial: how many of the last blocks train")
-    s.add_argument("--val-fraction", type=float)
-    s.add_argument("--patience", type=int)
-    s.add_argument("--augment-strength", type=float)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (e.g. channels=4)")
-    s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
-    s.add_argument("--test-data", help="held-out data scored with the best weights")
-    s.add_argument("--test-labels", help="labels of --test-data (default: --labels)")
-    s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
-    s.add_argument("--json", action="store_true", help="print metrics.json only")
-    s.add_argument("--quiet", action="store_true")
-    from omnipatch.dataflags import add_data_flags
-
-    add_data_flags(s)  # last: a flag a modality declares never shadows the command's own
-    s.set_defaults(func=_command)
-
-
 __all__ = ["FinetuneConfig", "finetune", "load_finetuned", "Finetuned", "FinetuneModel", "build_head",
-           "load_backbone", "layer_decay_groups", "set_trainable", "read_labels", "sample_ids", "add_commands"]
+           "load_backbone", "layer_decay_groups", "set_trainable", "read_labels", "sample_ids", "open_for"]

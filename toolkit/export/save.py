@@ -3,78 +3,31 @@
 ``export_hf(RUN_DIR, HF_DIR)`` writes a folder that ``transformers`` loads::
 
     import omnipatch.export                      # registers model_type "omnipatch"
-    omnipatch.export.register()                  # (or: import omnipatch.hf)
+    omnipatch.export.register()                  # (or: import omnipatch.export.hf)
     from transformers import AutoModel
-    model = AutoModel.from_pretrained(HF_DIR)    # an omnipatch.hf.OmnipatchModel
+    model = AutoModel.from_pretrained(HF_DIR)    # an omnipatch.export.hf.OmnipatchModel
     out = model(x)                               # x in the modality's layout, e.g. (B, C, H, W)
     out.pooler_output                            # (B, D) == omnipatch.load(RUN_DIR).embed(x)
 
-The folder holds ``config.json`` (:class:`omnipatch.hf.OmnipatchConfig`) and
+The folder holds ``config.json`` (:class:`omnipatch.export.hf.OmnipatchConfig`) and
 ``model.safetensors`` (adapter(s), encoder and, for a fine-tuning directory, the head; the
 same parameter names and bits as the omnipatch checkpoint). Normalisation statistics travel
 in the config, so the exported model takes the raw values omnipatch's readers produce.
 
 This module never imports ``transformers`` at import time (the CLI imports it):
-:func:`register` does, and :func:`install_import_hook` arranges for it to happen the moment
-anything imports ``transformers``, so ``AutoModel.from_pretrained`` needs no extra line.
+:func:`~omnipatch.export.hook.register` does, when an export needs it (:mod:`omnipatch.export.hook`).
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
 from pathlib import Path
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.errors import OmnipatchError
-from omnipatch.model_card import DEFAULT_LICENSE, write_card
+from omnipatch.export.hook import register
+from omnipatch.export.model_card import DEFAULT_LICENSE, write_card
+from omnipatch.train import checkpoint as ckpt
 
 FORMATS = ("hf",)
-
-
-def register():
-    """Register ``omnipatch`` with ``AutoConfig`` / ``AutoModel``; returns the two classes."""
-    from omnipatch.hf import OmnipatchConfig, OmnipatchModel
-
-    return OmnipatchConfig, OmnipatchModel
-
-
-class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``transformers`` with the normal machinery, then registers once it has loaded."""
-
-    def find_spec(self, name, path, target=None):
-        if name != "transformers":
-            return None
-        sys.meta_path.remove(self)  # one shot; the real finder resolves the package
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        spec = module.__spec__
-        spec.loader = self._loader  # leave the real loader behind for reloads and introspection
-        self._loader.exec_module(module)
-        if "omnipatch.hf" in sys.modules:  # transformers was imported by omnipatch.hf, which registers itself
-            return
-        try:
-            register()
-        except Exception as e:  # never break `import transformers` for the user
-            print(f"omnipatch: could not register with transformers ({type(e).__name__}: {e})", file=sys.stderr)
-
-
-def install_import_hook() -> None:
-    """Register with ``transformers`` now if it is loaded, else as soon as it is imported."""
-    if "transformers" in sys.modules:
-        register()
-    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterImport())
 
 
 def hf_config_dict(cfg: dict) -> dict:
@@ -122,7 +75,7 @@ def _exported_state(checkpoint, model_keys: set[str], encoder_prefix: str = "enc
 
 def export_hf(checkpoint, out, verify: bool = True, license: str = DEFAULT_LICENSE) -> Path:
     """Write ``out`` (``config.json`` + ``model.safetensors`` + the model card ``README.md``,
-    :mod:`omnipatch.model_card`) for ``transformers`` and the Hugging Face Hub; nothing is uploaded.
+    :mod:`omnipatch.export.model_card`) for ``transformers`` and the Hugging Face Hub; nothing is uploaded.
 
     Args:
         checkpoint: a pretraining run or a fine-tuning directory.
@@ -153,23 +106,4 @@ def export_hf(checkpoint, out, verify: bool = True, license: str = DEFAULT_LICEN
     return out
 
 
-def _command(a) -> None:
-    if a.format not in FORMATS:
-        raise OmnipatchError(f"unknown export format {a.format!r} (known: {', '.join(FORMATS)})")
-    out = export_hf(a.checkpoint, a.out, license=a.license)
-    print(f"exported {a.checkpoint} to {out} (config.json, model.safetensors, model card README.md); load with "
-          f"`import omnipatch.export; omnipatch.export.register()` then transformers.AutoModel.from_pretrained")
-
-
-def add_commands(sub) -> None:
-    """Add ``omnipatch export`` to the CLI's subparsers."""
-    s = sub.add_parser("export", help="export a run or a fine-tuned model (Hugging Face transformers)")
-    s.add_argument("--checkpoint", required=True, help="pretraining run or fine-tuning directory")
-    s.add_argument("--format", choices=FORMATS, default="hf", help="hf: transformers config.json + model.safetensors")
-    s.add_argument("--out", required=True, help="export folder")
-    s.add_argument("--license", default=DEFAULT_LICENSE,
-                   help=f"licence id for the model card's front matter (default: omnipatch's, {DEFAULT_LICENSE})")
-    s.set_defaults(func=_command)
-
-
-__all__ = ["export_hf", "register", "install_import_hook", "hf_config_dict", "add_commands"]
+__all__ = ["export_hf", "hf_config_dict", "FORMATS"]

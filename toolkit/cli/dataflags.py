@@ -87,25 +87,3 @@ def data_options(a, sets_only_data: bool = True) -> dict:
     return out
 
 
-def merge_checked(spec, saved: dict, given: dict, allow: tuple[str, ...] = ()) -> dict:
-    """The run's saved data options, less the pretraining-only ones (``spec.train_options``),
-    updated by ``given``; an option the model was built from (``spec.model_options``, less
-    ``allow``) must not change."""
-    saved = {k: v for k, v in saved.items() if k not in spec.train_options}
-    for k, v in given.items():
-        was = saved.get(k, spec.options.get(k))  # an option never given was the modality's default
-        if k in spec.model_options and k not in allow and was is not None and not _same(was, v):
-            raise OmnipatchError(f"{spec.name} option {k!r} = {v!r} differs from the checkpoint's {was!r}: "
-                                 f"the model was built with it (leave the flag out to use the checkpoint's)")
-    return {**saved, **given}
-
-
-def _same(a, b) -> bool:
-    """Equal as option values: ``"tas,pr"`` == ``["tas", "pr"]``, ``"tas"`` == ``["tas"]``, 500 == 500.0."""
-    def norm(v):
-        if isinstance(v, str):
-            return [x.strip() for x in v.split(",")]
-        if isinstance(v, (list, tuple)):
-            return [norm(x)[0] if isinstance(x, str) else x for x in v]
-        return [v]
-    return norm(a) == norm(b)

@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from omnipatch import __version__
-from omnipatch import checkpoint as ckpt
 from omnipatch.runspec import RunSpec
+from omnipatch.train import checkpoint as ckpt
 
 #: pictures of the run copied beside the card when present, with their captions
 PICTURES = {"loss_curve.png": "training loss", "report_map.png": "held-out embeddings (PCA), omnipatch report"}
@@ -50,7 +50,7 @@ def _run_root(checkpoint) -> Path:
 
 def _steps(root: Path) -> tuple[int | None, float | None]:
     """Last logged step and its loss (``metrics.jsonl``), or None."""
-    from omnipatch.engine import read_metrics
+    from omnipatch.train.engine import read_metrics
 
     try:
         recs = read_metrics(root / "metrics.jsonl")

@@ -102,7 +102,7 @@ class PairedDataset(Dataset):
 
     def cache(self) -> "PairedDataset":
         """Keep each modality's decoded samples in memory (each file decoded once)."""
-        from omnipatch.data import CachedDataset
+        from omnipatch.train.data import CachedDataset
 
         self.datasets = {m: d if isinstance(d, CachedDataset) else CachedDataset(d) for m, d in self.datasets.items()}
         return self
@@ -158,10 +158,10 @@ def paired_step(model, augment: dict, strength: float = 1.0):
     what retrieval embeds) or the pooled first masked view the modality's own objectives
     already encoded (``"masked"``, as FLIP).
 
-    A :class:`~omnipatch.accumulate.SplitStep`: its batch-level parts (the CLIP term, each
+    A :class:`~omnipatch.train.accumulate.SplitStep`: its batch-level parts (the CLIP term, each
     modality's batch-level objectives) score the whole step's batch when accumulating.
     """
-    from omnipatch.accumulate import SplitStep
+    from omnipatch.train.accumulate import SplitStep
 
     def encode(pb: PairedBatch, g: torch.Generator, with_terms: bool = True):
         terms, total, pooled, labels = {}, 0.0, {}, {}

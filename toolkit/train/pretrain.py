@@ -1,4 +1,5 @@
-"""Build a run from a :class:`Config` and pretrain: the library behind ``omnipatch pretrain``."""
+"""Pretrain from a :class:`Config` (its data and model built by :mod:`omnipatch.train.build`): the
+library behind ``omnipatch pretrain``."""
 
 from __future__ import annotations
 
@@ -8,133 +9,18 @@ from pathlib import Path
 
 import torch
 
-from omnipatch import checkpoint as ckpt
 from omnipatch.config import Config, validate
-from omnipatch.data import CachedDataset
-from omnipatch.encoder import PRESETS
-from omnipatch.engine import fit, single_modality_step
 from omnipatch.errors import OmnipatchError
-from omnipatch.heads import DecoderConfig
-from omnipatch.masking import MASKS, MaskSpec
-from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
+from omnipatch.modality import MODALITIES
 from omnipatch.model import OmniModel
-from omnipatch.objectives import OBJECTIVES
-from omnipatch.plan import Plan, fit_batch_size, scan
-from omnipatch.runspec import RunSpec, modality_list
-from omnipatch.shards import is_shard_source
-
-
-def open_data(spec: ModalitySpec, source, options: dict, on_bad_sample: str = "raise"):
-    """The modality's dataset with its default options updated by ``options``."""
-    if not source:
-        raise OmnipatchError("no data source given (--data SRC)")
-    unknown = set(options) - set(spec.options) - {"patch_size"}
-    if unknown:
-        raise OmnipatchError(f"unknown option(s) {sorted(unknown)} for modality {spec.name!r} "
-                             f"(known: {', '.join(sorted(spec.options))})")
-    return spec.open_dataset(source, on_bad_sample=on_bad_sample, **{**spec.options, **options})
-
-
-def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
-    """Fail fast, before reading any data, on unknown preset / objective / mask names."""
-    import inspect
-
-    PRESETS.get(cfg.model.preset)
-    for name, args in cfg.objectives.items():
-        params = inspect.signature(OBJECTIVES.get(name).__init__).parameters
-        known = [p for p in params if p not in ("self", "enc_dim")]
-        for arg in args:
-            if arg != "weight" and arg not in known:
-                raise OmnipatchError(f"objectives.{name}.{arg}: unknown argument of objective {name!r} "
-                                     f"(known: weight{', ' if known else ''}{', '.join(known)})")
-    mask = MaskSpec(cfg.model.mask or spec.default_mask, cfg.model.mask_ratio, cfg.model.block_size)
-    MASKS.get(mask.strategy)
-    return mask
-
-
-def modality_names(cfg: Config) -> list[str]:
-    """``data.modality`` as a list: ``"image"`` or ``"image,audio"`` (a paired run)."""
-    return modality_list(cfg.data.modality)
-
-
-def modality_options(cfg: Config, name: str) -> dict:
-    """The options of modality ``name`` (:meth:`~omnipatch.runspec.RunSpec.options_for`: a
-    paired run keeps each modality's under its name, ``data.options.audio``)."""
-    return RunSpec.from_config(cfg).options_for(name)
-
-
-def build_model(cfg: Config, datasets: dict) -> OmniModel:
-    """Adapters (statistics inferred from each modality's dataset) + encoder preset +
-    objectives (+ a cross-modal head for paired runs), seeded."""
-    enc = PRESETS.get(cfg.model.preset)
-    paired = len(datasets) > 1
-    adapters, masks = {}, {}
-    torch.manual_seed(cfg.train.seed)
-    for name, ds in datasets.items():
-        spec = MODALITIES.get(name)
-        masks[name] = check_names(cfg, spec)
-        kwargs = spec.adapter_kwargs(ds, {**spec.options, **modality_options(cfg, name)})
-        adapters[name] = ADAPTERS.get(spec.adapter)(dim=enc.dim, **kwargs)
-    dec = DecoderConfig(cfg.model.decoder_dim, cfg.model.decoder_depth, cfg.model.decoder_heads)
-    head = RunSpec.from_config(cfg).cross
-    cross = head.as_kwargs() if paired and head is not None else None
-    return OmniModel(adapters, enc, dec, cfg.objectives, masks, cross, cfg.model.separate_encoders and paired)
-
-
-def open_run_data(cfg: Config):
-    """``(dataset, {modality: dataset})``: one modality's dataset, or a paired dataset."""
-    names = modality_names(cfg)
-    specs = {m: MODALITIES.get(m) for m in names}
-    if len(names) == 1 and is_shard_source(str(cfg.data.source)):
-        return open_stream(cfg, specs[names[0]])
-    if len(names) == 1:
-        ds = open_data(specs[names[0]], cfg.data.source, cfg.data.options, cfg.data.on_bad_sample)
-        return ds, {names[0]: ds}
-    from omnipatch.paired import PairedDataset
-
-    paired = PairedDataset(cfg.data.source, lambda m, paths: open_data(
-        specs[m], paths, modality_options(cfg, m), cfg.data.on_bad_sample), names)
-    return paired, paired.datasets
-
-
-def open_stream(cfg: Config, spec: ModalitySpec):
-    """A :class:`~omnipatch.shards.ShardStream` over tar shards, plus a small extracted probe
-    data set (first 256 samples) from which the adapter infers shapes and statistics."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from omnipatch.shards import ShardStream, extract_first, shard_list
-
-    if spec.stream_reader is None:
-        raise OmnipatchError(f"modality {spec.name!r} does not stream from tar shards (its spec has no stream_reader)")
-
-    shards = shard_list(str(cfg.data.source))
-    stream_keys = ("shuffle_buffer", "max_member_mb")  # the stream's own options, not the reader's
-    options = {k: v for k, v in cfg.data.options.items() if k not in stream_keys}
-    cap = float(cfg.data.options.get("max_member_mb", 256))
-    factory = lambda paths: open_data(spec, paths, options, cfg.data.on_bad_sample)
-    probe_dir = tempfile.mkdtemp(prefix="omnipatch-probe-")
-    atexit.register(shutil.rmtree, probe_dir, True)  # the probe files live as long as the run
-    first = extract_first(shards, 256, probe_dir, cap)
-    if not first:
-        raise OmnipatchError(f"{cfg.data.source}: the shards hold no samples")
-    probe = factory([p for p, _ in first])
-    stream = ShardStream(shards, spec.stream_reader(probe), seed=cfg.train.seed,
-                         shuffle_buffer=int(cfg.data.options.get("shuffle_buffer", 256)),
-                         on_bad_sample=cfg.data.on_bad_sample, max_member_mb=cap)
-    return stream, {spec.name: probe}
-
-
-def plan_data(cfg: Config, names: list[str]) -> Plan:
-    """Scan the data of a single-modality run and write the fitted options into
-    ``cfg.data.options`` (explicit options win); paired runs and shard streams are not
-    scanned (the batch size is still fitted)."""
-    if len(names) > 1 or is_shard_source(str(cfg.data.source)):
-        return Plan(cfg.data.modality, str(cfg.data.source))
-    plan = scan(MODALITIES.get(names[0]), cfg.data.source, cfg.data.options)
-    cfg.data.options = {**plan.options(), **cfg.data.options}
-    return plan
+from omnipatch.runspec import RunSpec
+from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.build import build_model, check_names, modality_names, open_run_data, plan_data
+from omnipatch.train.data import CachedDataset
+from omnipatch.train.engine import fit
+from omnipatch.train.plan import fit_batch_size
+from omnipatch.train.shards import is_shard_source
+from omnipatch.train.steps import single_modality_step
 
 
 def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False,
@@ -147,17 +33,17 @@ def pretrain(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = F
     the architecture (including normalisation statistics) comes from the checkpoint in
     ``out``; ``cfg.train.steps`` may be raised to train longer.
 
-    Before training the data is scanned (:mod:`omnipatch.plan`; ``out/plan.json``). After
+    Before training the data is scanned (:mod:`omnipatch.train.plan`; ``out/plan.json``). After
     it, a single-modality run with labels (``labels`` CSV, or the data's own labels) ends
     with the "did pretraining help?" report (:mod:`omnipatch.eval.report`; ``out/report.md``).
     ``init`` starts from a pretrained checkpoint (:mod:`omnipatch.init`; report in
     ``out/init_report.json``).
 
-    One run per directory (:mod:`omnipatch.rundir`): ``out`` is locked while the run lasts,
+    One run per directory (:mod:`omnipatch.train.rundir`): ``out`` is locked while the run lasts,
     and a fresh run refuses a non-empty ``out`` unless ``overwrite`` (which removes the old
     run's artefacts first); temporaries of a killed checkpoint write are cleaned.
     """
-    from omnipatch.rundir import RunLock, make_run_dir, prepare
+    from omnipatch.train.rundir import RunLock, make_run_dir, prepare
 
     if not resume:
         validate(cfg)  # before touching the disk
@@ -207,7 +93,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
 
         model, init_info = init_for_run(model, init, out, init_pos, init_strict, cfg.train.seed, quiet)
     if cfg.data.cache and cfg.data.num_workers == 0 and not is_shard_source(str(cfg.data.source)):
-        from omnipatch.paired import PairedDataset
+        from omnipatch.train.paired import PairedDataset
 
         dataset = dataset.cache() if isinstance(dataset, PairedDataset) else CachedDataset(dataset)
     config = {"run": RunSpec.from_config(cfg).to_dict(), "model": model.config(), "modality": ",".join(names),
@@ -217,16 +103,16 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if len(names) == 1:
         spec = MODALITIES.get(names[0])
-        from omnipatch.monitors import single_modality_monitor
+        from omnipatch.train.monitors import single_modality_monitor
 
         compute, collate = single_modality_step(model, spec.name, spec.augment, cfg.data.augment_strength), None
         monitor = single_modality_monitor(model, spec.name, spec.augment, cfg.data.augment_strength)
     else:
-        from omnipatch.paired import PairedCollate, paired_step
+        from omnipatch.train.paired import PairedCollate, paired_step
 
         compute = paired_step(model, {m: MODALITIES.get(m).augment for m in names}, cfg.data.augment_strength)
         collate, monitor = PairedCollate(names), None
-    from omnipatch.loggers import open_loggers
+    from omnipatch.train.loggers import open_loggers
 
     start = int((ckpt.load_train_state(out) or {}).get("step", 0)) if resume else 0
     with open_loggers(cfg.train.loggers, out, config, start, resume, main) as loggers:
