@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -47,128 +46,15 @@ from torch import Tensor
 from omnipatch.batch import Batch, Sample
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import examples
+from omnipatch.modalities.audio_read import EXTENSIONS, manifest_seconds, read_audio, stft_sizes
+from omnipatch.modalities.audio_scan import patch_pair, scan
 from omnipatch.modalities.base import FileDataset, stream_reader
 from omnipatch.modalities.sources import Entry, resolve
 from omnipatch.modality import MODALITIES, ModalitySpec
 from omnipatch.options import option, pick
 
-EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 SILENCE_DBFS = -80.0  # a clip whose peak is below this is "silent" (16-bit dither is ~-96)
 TOP_DB = 80.0  # dynamic range kept below each clip's loudest mel bin
-
-
-def _wav_declared_frames(path: str) -> int | None:
-    """Frames the RIFF/WAVE header promises (``data`` size / block align), or None.
-
-    libsndfile silently shortens a truncated WAV to what is on disk; comparing with the
-    header's promise is how a truncated file is told from a short one.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            align = None
-            while True:
-                ck = f.read(8)
-                if len(ck) < 8:
-                    return None
-                cid, size = ck[:4], struct.unpack("<I", ck[4:])[0]
-                if cid == b"fmt ":
-                    fmt = f.read(size)
-                    align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
-                    if size % 2:
-                        f.seek(1, 1)
-                elif cid == b"data":
-                    if not align or size in (0, 0xFFFFFFFF):  # streaming writers leave it unset
-                        return None
-                    return size // align
-                else:
-                    f.seek(size + (size % 2), 1)
-    except OSError:
-        return None
-
-
-def _seconds(entry: Entry, key: str) -> float | None:
-    v = entry.get(key)
-    if v is None or str(v).strip().lower() in ("", "nan", "none"):
-        return None
-    try:
-        s = float(v)
-    except ValueError:
-        raise BadSampleError(entry.path, f"manifest {key!r} must be seconds, got {v!r}") from None
-    if s < 0 or not math.isfinite(s):
-        raise BadSampleError(entry.path, f"manifest {key!r} must be >= 0 seconds, got {v!r}")
-    return s
-
-
-def read_audio(path: str, start: float | None = None, end: float | None = None,
-               window: float | None = None, crop: str = "center") -> tuple[np.ndarray, int]:
-    """Decode ``[start, end)`` seconds of one file without decoding the rest.
-
-    Args:
-        path: audio file (WAV, FLAC, OGG/Vorbis, ... anything libsndfile reads).
-        start, end: optional segment in seconds; ``end`` past the file's end is clamped.
-        window: if the segment is longer, only ``window`` seconds of it are decoded: its
-            centre (``crop="center"``) or its beginning (``"start"``).
-    Returns:
-        ``(samples (N, C) float32 in [-1, 1], sample_rate)``.
-    Raises:
-        BadSampleError: missing, empty, unsupported, corrupt or truncated file, or a bad segment.
-    """
-    import soundfile as sf
-
-    if not os.path.exists(path):
-        raise BadSampleError(path, "file not found")
-    if os.path.getsize(path) == 0:
-        raise BadSampleError(path, "empty file (0 bytes)")
-    suffix = os.path.splitext(path)[1].lower()
-    try:
-        f = sf.SoundFile(path)
-    except Exception as e:
-        msg = str(e).split(": ", 1)[-1].strip() or type(e).__name__
-        if suffix not in EXTENSIONS:
-            raise BadSampleError(path, f"unsupported audio format {suffix or '(no extension)'!r} "
-                                       f"(readable: {', '.join(EXTENSIONS)}; libsndfile: {msg})") from None
-        raise BadSampleError(path, f"not a readable audio file (libsndfile: {msg})") from None
-    with f:
-        sr, n = f.samplerate, f.frames
-        if f.format in ("WAV", "WAVEX", "RF64"):
-            declared = _wav_declared_frames(path)
-            if declared is not None and declared > n:
-                raise BadSampleError(path, f"truncated: the WAV header declares {declared} samples, "
-                                           f"the file holds {n}")
-        if n == 0:
-            raise BadSampleError(path, "empty: 0 audio samples")
-        a = 0 if start is None else round(start * sr)
-        b = n if end is None else min(n, round(end * sr))
-        if a >= n:
-            raise BadSampleError(path, f"segment start {start:g} s is past the end of the file ({n / sr:.3f} s)")
-        if b <= a:
-            raise BadSampleError(path, f"empty segment: end {end:g} s <= start {start or 0:g} s")
-        w = math.ceil(window * sr) if window else 0
-        if w and b - a > w:
-            a += (b - a - w) // 2 if crop == "center" else 0
-            b = a + w
-        try:
-            if a:
-                f.seek(a)
-            data = f.read(b - a, dtype="float32", always_2d=True)
-        except Exception as e:
-            raise BadSampleError(path, f"corrupt or truncated ({type(e).__name__}: "
-                                       f"{str(e).split(': ', 1)[-1].strip()})") from None
-    if data.shape[0] < b - a:
-        raise BadSampleError(path, f"truncated: expected {b - a} samples, decoded {data.shape[0]}")
-    if not np.isfinite(data).all():
-        raise BadSampleError(path, "contains NaN or infinite samples")
-    return data, sr
-
-
-def stft_sizes(sample_rate: int, hop_ms: float = 10.0, win_ms: float = 25.0) -> tuple[int, int, int]:
-    """``(hop, win, n_fft)`` in samples: the STFT of :class:`AudioDataset` at ``sample_rate``."""
-    hop = max(1, round(sample_rate * hop_ms / 1000))
-    win = max(2, round(sample_rate * win_ms / 1000))
-    return hop, win, 1 << (win - 1).bit_length()
 
 
 @contextmanager
@@ -264,7 +150,7 @@ class AudioDataset(FileDataset):
     def waveform(self, entry: Entry) -> Tensor:
         """Decoded, channel-matched, resampled samples ``(C, N)`` at ``sample_rate``: only the
         window that :meth:`features` keeps is decoded and resampled."""
-        data, sr = read_audio(entry.path, _seconds(entry, "start"), _seconds(entry, "end"),
+        data, sr = read_audio(entry.path, manifest_seconds(entry, "start"), manifest_seconds(entry, "end"),
                               window=self.seconds or self.max_seconds, crop=self.crop if self.seconds else "start")
         peak = float(np.abs(data).max())
         if peak <= 10 ** (SILENCE_DBFS / 20):
@@ -419,8 +305,7 @@ class AdapterOptions:
 
 
 def _patch(options: dict) -> list[int]:
-    p = pick(AdapterOptions, options).patch_size
-    return [int(p), int(p)] if isinstance(p, (int, float)) else [int(v) for v in p]
+    return patch_pair(pick(AdapterOptions, options).patch_size)
 
 
 def _adapter_kwargs(dataset: AudioDataset, options: dict) -> dict:
@@ -447,13 +332,6 @@ def thumbnail(sample: Sample):
     return sample.x[:, 0, :].float().T.flip(0).cpu().numpy()
 
 
-def _scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
-    """The data scan (:func:`omnipatch.modalities.audio_scan.scan`)."""
-    from omnipatch.modalities.audio_scan import scan
-
-    return scan(source, options, explicit)
-
-
 def raw_features(sample: Sample) -> np.ndarray:
     """The raw-feature baseline: per-channel, per-mel-band mean and std of the dB values over
     the clip's sound frames (padding, marked in ``x_mask``, left out): ``2 * C * F`` values."""
@@ -475,7 +353,7 @@ SPEC = ModalitySpec(
     data_options=DataOptions,
     adapter_options=AdapterOptions,
     thumbnail=thumbnail,
-    scan=_scan,
+    scan=scan,
     # examples/audio_digits.py, README "Results": MAE + MV-DHEL at half strength
     recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5},
     raw_features=raw_features,

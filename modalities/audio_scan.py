@@ -1,7 +1,8 @@
 """The audio data scan: ``soundfile.info`` of up to 64 evenly spaced files -> facts and fits.
 
 Only headers are read (rate, frames, channels, format); nothing is decoded. The rules are
-in :mod:`omnipatch.modalities.audio`'s docstring.
+in :mod:`omnipatch.modalities.audio`'s docstring. The scan reads files through
+:mod:`omnipatch.modalities.audio_read` and never imports the dataset module (which imports it).
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ import statistics
 import warnings
 from functools import lru_cache
 
+from omnipatch.errors import BadSampleError
+from omnipatch.modalities.audio_read import EXTENSIONS, manifest_seconds, stft_sizes
+from omnipatch.modalities.sources import resolve
 from omnipatch.train.plan import read_evenly
 
 #: files whose header the scan reads
 #: the fitted window: the median duration, rounded to this step and clamped to this range
 SECONDS_STEP, SECONDS_RANGE = 0.25, (0.5, 10.0)
+
+
+def patch_pair(p) -> list[int]:
+    """``patch_size`` as a list: a number ``p`` is the square ``[p, p]`` (time frames, mel bands)."""
+    return [int(p), int(p)] if isinstance(p, (int, float)) else [int(v) for v in p]
 
 
 @lru_cache(maxsize=64)
@@ -24,8 +33,6 @@ def empty_mel_bands(sample_rate: int, n_mels: int, hop_ms: float = 10.0, win_ms:
     FFT bin (such a band is constant, -100 dB, whatever the sound)."""
     import torch
     from torchaudio.functional import melscale_fbanks
-
-    from omnipatch.modalities.audio import stft_sizes
 
     _, _, n_fft = stft_sizes(sample_rate, hop_ms, win_ms)
     with warnings.catch_warnings():  # torchaudio warns about the very empty bands counted here
@@ -56,10 +63,6 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     """
     import soundfile as sf
 
-    from omnipatch.errors import BadSampleError
-    from omnipatch.modalities.audio import EXTENSIONS, _patch, _seconds
-    from omnipatch.modalities.sources import resolve
-
     def header(e):
         try:
             info = sf.info(e.path)
@@ -67,7 +70,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
             raise BadSampleError(e.path, f"{type(err).__name__}: {str(err).split(': ', 1)[-1].strip()}") from None
         if not info.frames or not info.samplerate:
             raise BadSampleError(e.path, "empty: 0 audio samples")
-        return info, _seconds(e, "start"), _seconds(e, "end")
+        return info, manifest_seconds(e, "start"), manifest_seconds(e, "end")
 
     entries = resolve(source, EXTENSIONS)
     facts: dict = {"files": len(entries)}
@@ -94,7 +97,8 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
         fits["sample_rate"] = (rate, f"the {len(durations)} scanned files are {same} {rate} Hz: "
                                      f"no upsampling to {int(options['sample_rate'])} Hz")
     hop_ms, win_ms = float(options["hop_ms"]), float(options["win_ms"])
-    step = _patch(options)[1] if len(_patch(options)) == 2 else 16
+    patch = patch_pair(options["patch_size"])
+    step = patch[1] if len(patch) == 2 else 16
     n_mels = int(options["n_mels"])
     if "n_mels" not in explicit:
         m = fit_n_mels(rate, n_mels, step, hop_ms, win_ms)

@@ -2,7 +2,8 @@
 
 Nothing is decoded: PyAV opens each container (frame count from the header, the duration or
 a demux-only packet count) and a frame folder lists its images and opens the first one. The
-rules are in :mod:`omnipatch.modalities.video`'s docstring.
+rules are in :mod:`omnipatch.modalities.video`'s docstring. The scan opens files through
+:mod:`omnipatch.modalities.video_read` and never imports the dataset module (which imports it).
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import math
 import statistics
 
+from omnipatch.modalities.video_read import manifest_seconds, open_video, resolve_videos
 from omnipatch.train.plan import read_evenly
 
 #: frames never fall below this (rounded up to a multiple of 2 x the tubelet length)
 MIN_FRAMES = 8
 #: videos whose metadata the scan reads
+
+
+def patch_triple(p) -> list[int]:
+    """``patch_size`` as ``[tubelet, height, width]``: a number ``p`` is ``[2, p, p]``, a pair
+    ``[t, p]`` is ``[t, p, p]``."""
+    if isinstance(p, (int, float)):
+        return [2, int(p), int(p)]
+    p = [int(v) for v in p]
+    return [p[0], p[1], p[1]] if len(p) == 2 else p
 
 
 def min_frames(tubelet: int) -> int:
@@ -44,10 +55,8 @@ def fit_clip(shortest: int, frames: int, stride: int, tubelet: int, explicit: se
 
 def _usable(entry, info) -> int:
     """Frames of the entry's segment (manifest ``start`` / ``end``), as the reader counts them."""
-    from omnipatch.modalities.video import _seconds
-
     lo, hi = 0, info.frames
-    start, end = _seconds(entry, "start"), _seconds(entry, "end")
+    start, end = manifest_seconds(entry, "start"), manifest_seconds(entry, "end")
     if info.fps and (start is not None or end is not None):
         lo = 0 if start is None else round(start * info.fps)
         hi = hi if end is None else min(hi, round(end * info.fps))
@@ -64,8 +73,6 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     Returns:
         ``(facts, {option: (value, reason)})``.
     """
-    from omnipatch.modalities.video import _patch, open_video, resolve_videos
-
     def info(e):
         with open_video(e.path) as v:
             return v.info
@@ -86,7 +93,7 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     facts["pixels"] = "grey" if grey else "colour"
 
     fits: dict = {}
-    patch = _patch(options)
+    patch = patch_triple(options["patch_size"])
     frames, stride = int(options["frames"]), int(options["stride"])
     shortest = min(lengths)
     f, s = fit_clip(max(shortest, 1), frames, stride, patch[0], explicit)

@@ -2,7 +2,9 @@
 
 Shapes, voxel sizes and the RAS axis order come from the header (``nib.load`` reads no
 voxels); the intensity range from the voxels of at most :data:`RANGE_FILES` files of at most
-:data:`RANGE_VOXELS` voxels. The rules are in :mod:`omnipatch.modalities.volume`'s docstring.
+:data:`RANGE_VOXELS` voxels. The rules are in :mod:`omnipatch.modalities.volume`'s docstring; the files are read
+through :mod:`omnipatch.modalities.volume_read` (the dataset module imports this one, not
+the other way round).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import statistics
 
 import numpy as np
 
+from omnipatch.modalities.volume_read import load_header, series_kind, volume_entries
 from omnipatch.train.plan import evenly, read_evenly
 
 #: files whose header the scan reads
@@ -42,8 +45,6 @@ def ras_extent(img, spacing=None) -> tuple[list[int], list[float]]:
 
 def _channels(img, series: str) -> int:
     """Channels of one sample of ``img``, as :class:`~omnipatch.modalities.volume.VolumeDataset` reads it."""
-    from omnipatch.modalities.volume import series_kind
-
     if len(img.shape) == 3:
         return 1
     kind = series_kind(img, series)
@@ -64,10 +65,8 @@ def scan(source, options: dict, explicit: set) -> tuple[dict, dict]:
     Returns:
         ``(facts, {option: (value, reason)})``.
     """
-    from omnipatch.modalities.volume import _load_header, volume_entries
-
     def header(e):  # an unknown series value fails here too: the reader names it later
-        img = _load_header(e.path)
+        img = load_header(e.path)
         ext, mm = ras_extent(img, options.get("spacing"))
         return img, ext, mm, _channels(img, options["series"])
 

@@ -1,7 +1,7 @@
 """The core is modality-blind by construction (issue 16): the import graph has no loop, only
 ``omnipatch.builtins`` imports the bundled modalities / adapters, and no modality name or
-``hasattr`` guess is left in ``toolkit/`` code. Known exceptions are named, with a reason,
-below; an entry that no longer matches fails too, so the lists only shrink."""
+``hasattr`` guess is left in ``toolkit/`` code. Known exceptions (names, hasattr) are
+named, with a reason, below; an entry that no longer matches fails too, so the lists only shrink."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ from tests.architecture.imports import ROOT, cycles, graph
 from tests.architecture.names import hasattr_guesses, modality_names
 
 BUNDLED = ("omnipatch.modalities", "omnipatch.adapters")
-
-#: import loops still there: each a set of modules, with why it is allowed for now
-KNOWN_CYCLES = {
-    frozenset({"omnipatch.modalities.audio", "omnipatch.modalities.audio_scan"}):
-        "modality-internal lazy split (the scan lives in its own file to keep audio.py small)",
-    frozenset({"omnipatch.modalities.video", "omnipatch.modalities.video_scan"}):
-        "modality-internal lazy split (the scan lives in its own file to keep video.py small)",
-    frozenset({"omnipatch.modalities.volume", "omnipatch.modalities.volume_scan"}):
-        "modality-internal lazy split (the scan lives in its own file to keep volume.py small)",
-}
 
 #: (core file, modality word) -> why it is still there
 KNOWN_NAMES = {
@@ -43,10 +33,9 @@ KNOWN_HASATTR = {
 }
 
 
-def test_no_import_cycle_beyond_the_named_ones():
-    found = set(cycles(graph()))
-    assert found - set(KNOWN_CYCLES) == set(), f"new import loop(s): {[sorted(c) for c in found - set(KNOWN_CYCLES)]}"
-    assert set(KNOWN_CYCLES) - found == set(), "a named loop is gone: delete its KNOWN_CYCLES entry"
+def test_no_import_cycle():
+    found = cycles(graph())
+    assert not found, f"import loop(s): {[sorted(c) for c in found]}"
 
 
 def test_only_builtins_imports_the_bundled_modalities_and_adapters():

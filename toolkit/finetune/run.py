@@ -19,9 +19,11 @@ trains on them), ``partial`` (the last ``partial_blocks`` blocks and the final n
 
 A stratified validation split (``val_fraction``) picks the best epoch (primary metric:
 accuracy, AUROC for multi-label, RMSE for regression, Dice for segmentation; ties go to the
-lower validation loss) and stops after ``patience`` epochs without improvement. ``FT_DIR``
-receives ``checkpoint/`` (the best weights, atomic, via :func:`omnipatch.train.checkpoint.save`),
-``metrics.json`` and ``history.jsonl``.
+lower validation loss) and stops after ``patience`` epochs without improvement. Training runs
+through pretraining's loop (:func:`omnipatch.train.engine.train_loop`), the epochs and their
+validation plugged in as its hooks (:class:`_Epochs`). ``FT_DIR`` receives ``checkpoint/``
+(the best weights, atomic, via :func:`omnipatch.train.checkpoint.save`), ``metrics.json``,
+``history.jsonl`` (one record per epoch) and ``metrics.jsonl`` (the loop's per-step records).
 
 Inputs with another channel count than pretraining are adapted with the rule in
 :mod:`omnipatch.inflate`. Labels come from a CSV (``id,label``) matched to the dataset's
@@ -56,6 +58,10 @@ from omnipatch.finetune.labels import (
 from omnipatch.heads.task import build_head
 from omnipatch.runspec import RunSpec
 from omnipatch.train import checkpoint as ckpt
+from omnipatch.train.engine import Hooks, Meter, OptimStep, StepModule, make_optimizer, resolve_device, train_loop
+from omnipatch.train.loggers import open_loggers
+from omnipatch.train.progress import Progress
+from omnipatch.train.strategy import Strategy
 
 TASKS = ("classification", "regression", "segmentation")
 MODES = ("linear", "partial", "full")
@@ -340,54 +346,89 @@ class _Runner:
 
 def _fit(model: FinetuneModel, runner: _Runner, lab: Labels, opt, sched, train_rows: list[int], val_rows: list[int],
          cfg: FinetuneConfig, out: Path, config: dict, quiet: bool, save_every_s: float = 60.0) -> list[dict]:
-    """The epoch loop: train (every batch one :class:`~omnipatch.train.engine.OptimStep`, the
-    optimiser step pretraining takes), validate, keep the best weights (in memory, and on disk
-    at most every ``save_every_s`` seconds so a crash keeps a recent best); stop early after
-    ``patience`` epochs without improvement. Leaves the best weights in ``model``."""
-    from omnipatch.train.engine import OptimStep, StepModule
-    from omnipatch.train.strategy import Strategy
+    """Train through the pretraining loop (:func:`~omnipatch.train.engine.train_loop`: every
+    batch one :class:`~omnipatch.train.engine.OptimStep`, per-step records to ``metrics.jsonl``
+    and the progress bar), epoch by epoch; after each, :class:`_Epochs` validates, keeps the
+    best weights and stops early. Leaves the best weights in ``model``."""
+    from omnipatch.config import TrainConfig
 
-    history, best, best_state, since, last_save = [], (-math.inf, -math.inf), None, 0, time.time()
-    (out / "history.jsonl").write_text("")
     g = torch.Generator().manual_seed(cfg.seed)
+    strategy = Strategy("single", 0, 1, runner.device)
     step_module = StepModule(model, lambda item, gen: {"loss": _loss(lab.kind, *runner.forward(item, gen))})
-    optim_step = OptimStep(step_module, opt, sched, Strategy("single", 0, 1, runner.device), runner.autocast,
-                           runner.precision.scaler(), grad_clip=1.0, hint="lower lr or check the labels")
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        if cfg.mode == "linear":
-            model.adapters.eval(), model.encoder.eval()
-        tot, n = 0.0, 0
-        for item in runner.items(train_rows, train=True, generator=g):
-            (terms,), _ = optim_step([(item, g)], step)
-            step += 1
-            tot, n = tot + float(terms["loss"].detach()) * len(item[2]), n + len(item[2])
-        rec = {"epoch": epoch, "train_loss": tot / max(n, 1)}
+    optim_step = OptimStep(step_module, opt, sched, strategy, runner.autocast, runner.precision.scaler(),
+                           grad_clip=1.0, hint="lower lr or check the labels")
+    total = cfg.epochs * math.ceil(len(train_rows) / cfg.batch_size)
+    log_every = TrainConfig.log_every
+    progress = Progress(total, 0, every=max(log_every, total // 20 or 1), enabled=not quiet)
+    epochs = _Epochs(model, runner, lab, train_rows, val_rows, cfg, out, config, progress, quiet, save_every_s)
+
+    def log(rec: dict) -> None:
+        loggers.scalars(rec["step"], {k: v for k, v in rec.items() if k != "step"})
+        progress.update(rec["step"], f"loss {rec['loss']:.4f} | {rec['samples_per_s']:.0f} samples/s")
+
+    with open_loggers([], out) as loggers:  # FT_DIR/metrics.jsonl
+        train_loop(optim_step, epochs.feeds(g), Meter(strategy, size=lambda item: len(item[2])),
+                   log_every=log_every, log=log, hooks=epochs)
+    progress.close()
+    model.load_state_dict(epochs.best_state, strict=False)
+    return epochs.history
+
+
+class _Epochs(Hooks):
+    """Fine-tuning's epochs for :func:`~omnipatch.train.engine.train_loop`: each one's feed (the
+    training rows in a new order from ``generator``, one step per batch) and, after it, the
+    record in ``history.jsonl`` (train loss; validation loss and metrics), the best weights
+    (in memory, and on disk at most every ``save_every_s`` seconds so a crash keeps a recent
+    best) and the stop after ``patience`` epochs without improvement."""
+
+    def __init__(self, model: FinetuneModel, runner: _Runner, lab: Labels, train_rows: list[int],
+                 val_rows: list[int], cfg: FinetuneConfig, out: Path, config: dict, progress: Progress,
+                 quiet: bool, save_every_s: float):
+        self.model, self.runner, self.lab, self.train_rows, self.val_rows = model, runner, lab, train_rows, val_rows
+        self.cfg, self.out, self.config, self.progress, self.quiet = cfg, out, config, progress, quiet
+        self.save_every_s = save_every_s
+        self.history: list[dict] = []
+        self.best, self.best_state, self.since, self.last_save = (-math.inf, -math.inf), None, 0, time.time()
+        self.loss_sum, self.seen = 0.0, 0
+        (out / "history.jsonl").write_text("")
+
+    def feeds(self, generator: torch.Generator):
+        """Per epoch, the feed of its steps: ``[(item, generator)]`` (one micro-batch each)."""
+        for _ in range(self.cfg.epochs):
+            self.model.train()
+            if self.cfg.mode == "linear":
+                self.model.adapters.eval(), self.model.encoder.eval()
+            yield ([(item, generator)] for item in self.runner.items(self.train_rows, train=True, generator=generator))
+
+    def after_step(self, done: int, micros: list, terms: list[dict]) -> None:
+        (item, _), = micros
+        self.loss_sum += float(terms[0]["loss"].detach()) * len(item[2])
+        self.seen += len(item[2])
+
+    def end_of_epoch(self, epoch: int, done: int) -> bool:
+        rec = {"epoch": epoch, "train_loss": self.loss_sum / max(self.seen, 1)}
+        self.loss_sum, self.seen = 0.0, 0
         key = (float(epoch), 0.0)  # without validation the last epoch is the best
-        if val_rows:
-            rec["val_loss"], vm = runner.evaluate(val_rows)
+        if self.val_rows:
+            rec["val_loss"], vm = self.runner.evaluate(self.val_rows)
             rec.update({f"val_{k}": v for k, v in vm.items()})
-            key = (_score(lab, vm), -rec["val_loss"])  # primary metric, then lower loss
-        with open(out / "history.jsonl", "a") as f:
+            key = (_score(self.lab, vm), -rec["val_loss"])  # primary metric, then lower loss
+        with open(self.out / "history.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
-        history.append(rec)
-        if key > best:
-            best, since = key, 0
-            best_state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
-            config["best_epoch"] = epoch
-            if time.time() - last_save > save_every_s:
-                ckpt.save(out, model, config)
-                last_save = time.time()
+        self.history.append(rec)
+        if key > self.best:
+            self.best, self.since = key, 0
+            self.best_state = {k: p.detach().clone() for k, p in self.model.named_parameters() if p.requires_grad}
+            self.config["best_epoch"] = epoch
+            if time.time() - self.last_save > self.save_every_s:
+                ckpt.save(self.out, self.model, self.config)
+                self.last_save = time.time()
         else:
-            since += 1
-        if not quiet:
-            print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()),
-                  file=sys.stderr)
-        if val_rows and since >= cfg.patience:
-            break
-    model.load_state_dict(best_state, strict=False)
-    return history
+            self.since += 1
+        if not self.quiet:
+            self.progress.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in rec.items()))
+        return bool(self.val_rows) and self.since >= self.cfg.patience
 
 
 def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None, *, options: dict | None = None,
@@ -410,7 +451,6 @@ def finetune(run_dir, data, out, labels=None, cfg: FinetuneConfig | None = None,
         The content of ``metrics.json``.
     """
     from omnipatch.train.data import CachedDataset
-    from omnipatch.train.engine import make_optimizer, resolve_device
 
     cfg = cfg or FinetuneConfig()
     cfg.check()
@@ -534,7 +574,6 @@ class Finetuned:
 def load_finetuned(ft_dir, device: str = "auto") -> Finetuned:
     """Load ``FT_DIR`` written by :func:`finetune` (strict: every weight must match)."""
     from omnipatch.model import OmniModel
-    from omnipatch.train.engine import resolve_device
 
     cfg = ckpt.load_config(ft_dir)
     if "finetune" not in cfg:

@@ -2,9 +2,12 @@
 non-finite checks, progress (:mod:`omnipatch.train.progress`), metrics to the run's loggers
 (:mod:`omnipatch.train.loggers`: JSONL, TensorBoard, W&B, MLflow), atomic checkpoints, exact resume.
 
-:func:`fit` reads top to bottom; its set-up and tear-down are the helpers below it. One
-optimiser step (:class:`OptimStep`, with :func:`make_optimizer`) is shared with fine-tuning
-(:mod:`omnipatch.finetune.run`); step functions live in :mod:`omnipatch.train.steps`."""
+:func:`train_loop` is the one loop, pretraining's and fine-tuning's
+(:mod:`omnipatch.finetune.run`): epochs of feeds, one :class:`OptimStep` (with
+:func:`make_optimizer`) per item, metered, logged and saved, with :class:`Hooks` after each
+step and each epoch. :func:`fit` is pretraining's set-up around it (its feed:
+:class:`_Pretraining`); its set-up and tear-down helpers come below. Step functions live in
+:mod:`omnipatch.train.steps`."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -116,45 +119,122 @@ def fit(model: nn.Module, dataset, *, compute: Callable[[Batch, torch.Generator]
     optim_step = OptimStep(train_module, opt, sched, strategy, autocast, precision.scaler(), cfg.grad_accum,
                            cfg.grad_clip, cached=isinstance(compute, SplitStep) and compute.batched and cfg.grad_accum > 1)
     progress = Progress(total, start, every=max(cfg.log_every, total // 20 or 1), enabled=main and not quiet)
-    meter = Meter(strategy)
-    health: dict[str, float] = {}
     watch = monitor is not None and cfg.monitor_every > 0 and not (strategy.distributed and strategy.name == "fsdp")
-    skipped_f = run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl"
     budget = Budget(cfg.budget, start) if cfg.budget > 0 and not resume else None
     if budget is not None and not streaming and cfg.epochs == 0:
         total = 10**9  # provisional: the budget sets the total after a few timed steps
+    resize = None if budget is None else (  # after the timed steps: the total that fits, the schedule stretched
+        lambda done, total: _fit_to_budget(budget, done, total, strategy, sched, opt, cfg, config, progress, main))
+    run = _Pretraining(loader, cfg, strategy, run_dir / f"skipped{'' if main else f'.rank{strategy.rank}'}.jsonl",
+                       total, monitor if watch else None, autocast, budget, resize)
     train_module.train()
-    step = start
-    while step < total:
-        micros = []
-        for micro in range(cfg.grad_accum):
-            batch = _next_batch(loader, skipped_f, step, strategy)
-            if batch is None:
-                continue
-            batch = batch.to(device, non_blocking=True)
-            # masks and augmentations: a function of (seed, step, micro, rank) only
-            number = micro_index(step, micro, cfg.grad_accum, world, strategy.rank)
-            micros.append((batch, step_generator(cfg.seed, number, device)))
-            if watch and micro == 0 and (step + 1) % cfg.monitor_every == 0:
-                with autocast:
-                    health = monitor(batch, step_generator(cfg.seed + 7919, step, device))
-        terms, grad_norm = optim_step(micros, step)
-        meter.add(micros, terms, grad_norm, cfg.grad_accum)
-        done = step + 1
-        if budget is not None and budget.due(done):
-            total = _fit_to_budget(budget, done, total, strategy, sched, opt, cfg, config, progress, main)
-        if done % cfg.log_every == 0 or done == total:
-            _log(meter.record(done, opt.param_groups[0]["lr"]), health, done, loggers, progress, main, quiet)
-            health = {}
-        if done % cfg.checkpoint_every == 0 or done == total:
-            save(done)
-        step = done
-    if total == 0:  # --steps 0: the initial weights, so a random-init baseline is a real run
+    step = train_loop(optim_step, [run.steps(start)], Meter(strategy), start=start, log_every=cfg.log_every,
+                      log=lambda rec: _log(rec, run.take_health(), rec["step"], loggers, progress, main, quiet),
+                      save_every=cfg.checkpoint_every, save=save, hooks=run)
+    if step == 0:  # --steps 0: the initial weights, so a random-init baseline is a real run
         save(0)
     progress.close()
-    records = _finish(run_dir, loggers, total, main, own_loggers)
-    return {"steps": total, "last": records[-1] if records else {}, "first": records[0] if records else {},
+    records = _finish(run_dir, loggers, run.total, main, own_loggers)
+    return {"steps": run.total, "last": records[-1] if records else {}, "first": records[0] if records else {},
             "train_config": asdict(cfg), "precision": precision.name, "rank": strategy.rank, "world": world}
+
+
+# -- the loop (pretraining and fine-tuning) ------------------------------------------------------------
+def train_loop(optim_step: OptimStep, epochs: Iterable[Iterable[list]], meter: Meter, *, start: int = 0,
+               log_every: int, log: Callable[[dict], None], save_every: int = 0,
+               save: Callable[[int], None] | None = None, hooks: Hooks | None = None) -> int:
+    """The one training loop: every item of an epoch's feed is one optimiser step.
+
+    Each step is metered (``meter``), logged every ``log_every`` steps and saved every
+    ``save_every``; the last step is always logged and saved. After each epoch
+    ``hooks.end_of_epoch`` may evaluate, keep the best weights and stop the run.
+
+    Args:
+        optim_step: the optimiser step (:class:`OptimStep`).
+        epochs: per epoch, its feed: ``[(batch, generator), ...]`` per step (the micro-batches;
+            pretraining runs one "epoch" of all its steps, fine-tuning real epochs).
+        meter: sums the terms between two log records (:class:`Meter`).
+        start: the number of the first step (a resumed run's checkpoint step).
+        log: takes a record ``{"step", "lr", "samples_per_s", **means}`` (the run's loggers).
+        save: writes a checkpoint at a step (None: the run saves elsewhere).
+        hooks: what the run does after each step and each epoch (:class:`Hooks`).
+    Returns:
+        The number of the last step.
+    """
+    hooks = hooks or Hooks()
+    step, logged, saved = start, start, start
+    for epoch, feed in enumerate(epochs, 1):
+        for micros in feed:
+            terms, grad_norm = optim_step(micros, step)
+            meter.add(micros, terms, grad_norm, optim_step.accum)
+            step += 1
+            hooks.after_step(step, micros, terms)
+            if step % log_every == 0:
+                log(meter.record(step, optim_step.lr))
+                logged = step
+            if save is not None and save_every and step % save_every == 0:
+                save(step)
+                saved = step
+        if hooks.end_of_epoch(epoch, step):
+            break
+    if logged != step:
+        log(meter.record(step, optim_step.lr))
+    if save is not None and saved != step:
+        save(step)
+    return step
+
+
+class Hooks:
+    """What a run does around :func:`train_loop`'s steps; these defaults do nothing."""
+
+    def after_step(self, done: int, micros: list, terms: list[dict]) -> None:
+        """After step ``done`` (its optimiser step taken on ``micros``, each micro-batch's
+        ``terms``; before the step is logged and saved)."""
+
+    def end_of_epoch(self, epoch: int, done: int) -> bool:
+        """After epoch ``epoch`` (1-based; its last step ``done``): evaluate, keep the best
+        weights; True stops the run."""
+        return False
+
+
+class _Pretraining(Hooks):
+    """Pretraining's feed: ``total`` steps of ``accum`` micro-batches from the step loader, each
+    with its step generator, bad samples listed in ``skipped_f``; and the embedding-health
+    monitor on the first micro-batch of every ``monitor_every``-th step; a budgeted run sets
+    ``total`` after its timed steps (:class:`Budget`)."""
+
+    def __init__(self, loader, cfg: TrainConfig, strategy, skipped_f: Path, total: int, monitor, autocast,
+                 budget: Budget | None = None, resize: Callable[[int, int], int] | None = None):
+        self.loader, self.cfg, self.strategy, self.skipped_f = loader, cfg, strategy, skipped_f
+        self.total, self.monitor, self.autocast, self.budget, self.resize = total, monitor, autocast, budget, resize
+        self.health: dict[str, float] = {}
+
+    def after_step(self, done: int, micros: list, terms: list[dict]) -> None:
+        if self.budget is not None and self.budget.due(done):  # a budgeted run: its total, once timed
+            self.total = self.resize(done, self.total)
+
+    def steps(self, step: int):
+        cfg, strategy, device = self.cfg, self.strategy, self.strategy.device
+        while step < self.total:  # the total may change (a budget) while the run goes
+            micros = []
+            for micro in range(cfg.grad_accum):
+                batch = _next_batch(self.loader, self.skipped_f, step, strategy)
+                if batch is None:
+                    continue
+                batch = batch.to(device, non_blocking=True)
+                # masks and augmentations: a function of (seed, step, micro, rank) only
+                number = micro_index(step, micro, cfg.grad_accum, strategy.world, strategy.rank)
+                micros.append((batch, step_generator(cfg.seed, number, device)))
+                if self.monitor is not None and micro == 0 and (step + 1) % cfg.monitor_every == 0:
+                    with self.autocast:
+                        self.health = self.monitor(batch, step_generator(cfg.seed + 7919, step, device))
+            yield micros
+            step += 1
+
+    def take_health(self) -> dict[str, float]:
+        """The health metrics since the last log record (then none)."""
+        health, self.health = self.health, {}
+        return health
 
 
 # -- the shared optimiser step (pretraining and fine-tuning) -------------------------------------
@@ -187,6 +267,12 @@ class OptimStep:
         self.autocast, self.scaler, self.accum, self.grad_clip, self.cached = autocast, scaler, accum, grad_clip, cached
         self.hint = hint
         self.params = list(module.parameters())  # clipped in the module's order (frozen ones have no grad)
+
+    @property
+    def lr(self) -> float:
+        """The highest rate of the parameter groups, the one logged (pretraining's groups share
+        it; under layer decay it is the head's)."""
+        return max(g["lr"] for g in self.opt.param_groups)
 
     def __call__(self, micros: list, step: int) -> tuple[list[dict], float | None]:
         """``micros``: ``[(batch, generator), ...]``. Returns each micro-batch's terms and the
@@ -287,10 +373,11 @@ def _next_batch(loader, skipped_f: Path, step: int, strategy):
 
 
 class Meter:
-    """Sums each micro-batch's terms (and the gradient norm) between two log records."""
+    """Sums each micro-batch's terms (and the gradient norm) between two log records;
+    ``size(batch)`` counts its samples (for ``samples_per_s``)."""
 
-    def __init__(self, strategy):
-        self.strategy = strategy
+    def __init__(self, strategy, size: Callable[[object], int] = len):
+        self.strategy, self.size = strategy, size
         self.reset()
 
     def reset(self) -> None:
@@ -302,7 +389,7 @@ class Meter:
             for k, v in t.items():
                 self.acc[k] = self.acc.get(k, 0.0) + float(v.detach())
             self.n += 1
-            self.seen += len(batch)
+            self.seen += self.size(batch)
         if grad_norm is not None:
             self.acc["grad_norm"] = self.acc.get("grad_norm", 0.0) + grad_norm * accum
 
