@@ -281,4 +281,5 @@ def test_cli_pretrain_embed_eval(tmp_path, capsys):
     assert main(["eval", "knn", "--embeddings", str(emb), "--labels", str(d / "labels.csv"), "--k", "3",
                  "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "wrote 10 embeddings" in out[-2] and 0.0 <= json.loads(out[-1])["accuracy"] <= 1.0
+    assert any("wrote 10 embeddings" in line for line in out[:-1])  # the bad file is skipped, and said so
+    assert "skipped 1 sample(s)" in out[-2] and 0.0 <= json.loads(out[-1])["accuracy"] <= 1.0
