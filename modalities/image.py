@@ -274,3 +274,4 @@ SPEC = ModalitySpec(
     outputs=image_out.OUTPUTS,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)
+MODALITIES.set_default(SPEC.name)  # what `pretrain` / `omnipatch.load(init=...)` use without a modality

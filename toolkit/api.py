@@ -171,10 +171,9 @@ def load(run_dir: str | Path | None = None, device: str = "auto", random_init: b
     ``data`` (channels, statistics; ``options`` are its dataset options).
     """
     if init is not None and run_dir is None:
-        from omnipatch.config import DataConfig
         from omnipatch.init.run import build_initialised
 
-        model, cfg = build_initialised(init, modality or DataConfig.modality, data, options, init_pos, init_strict, seed,
+        model, cfg = build_initialised(init, modality or MODALITIES.default(), data, options, init_pos, init_strict, seed,
                                        quiet=quiet)
         return Pretrained(model.to(resolve_device(device)).eval(), cfg, [cfg["modality"]])
     if run_dir is None:

@@ -17,7 +17,7 @@ from omnipatch.errors import OmnipatchError
 
 @dataclass
 class DataConfig:
-    modality: str = "image"
+    modality: str = ""  # "" = the registry's default (MODALITIES.default(); the bundled set's is image)
     source: str = ""
     # modality options (image_size, patch_size, channels, ...): see `omnipatch list`
     options: dict = field(default_factory=dict)
@@ -311,7 +311,12 @@ def validate_train(train: TrainConfig) -> TrainConfig:
 def validate(cfg: Config) -> Config:
     """Check every numeric option of ``cfg`` against its allowed range; one line naming the key.
 
-    Called once per run, before any data is read (``omnipatch.train.pretrain``)."""
+    Called once per run, before any data is read (``omnipatch.train.pretrain``). An empty
+    ``data.modality`` becomes the registry's default modality."""
+    if not str(cfg.data.modality).strip():
+        from omnipatch.modality import MODALITIES
+
+        cfg.data.modality = MODALITIES.default()
     for key, (kind, lo, hi, lo_open, hi_open) in RANGES.items():
         section, name = key.split(".")
         if section != "train":

@@ -31,6 +31,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
         self._plugins_loaded = False
+        self._default: str | None = None
 
     def register(self, name: str, description: str = "") -> Callable[[T], T]:
         """Decorator: ``@REG.register("name", "one line")``."""
@@ -47,6 +48,18 @@ class Registry(Generic[T]):
         self._items[name] = obj
         doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
         self._descriptions[name] = doc
+
+    def set_default(self, name: str) -> None:
+        """Name the entry used when a caller names none (a plugin may set it; the last one wins)."""
+        self._default = name
+
+    def default(self) -> str:
+        """The entry used when a caller names none (after the plugins are loaded)."""
+        self._load_plugins()
+        if self._default is None:
+            raise OmnipatchError(f"no default {self.kind} is registered: name one "
+                                 f"(known: {', '.join(sorted(self._items)) or 'none'})")
+        return self._default
 
     def load_plugins(self) -> None:
         """Import the built-in plugin module and the entry-point plugins (once)."""

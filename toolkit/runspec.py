@@ -138,8 +138,9 @@ class RunSpec:
     # -- Config <-> RunSpec ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: Config) -> "RunSpec":
-        """The record of a run configured by ``cfg`` (options copied)."""
-        names = modality_list(cfg.data.modality)
+        """The record of a run configured by ``cfg`` (options copied; an empty
+        ``data.modality`` is the registry's default)."""
+        names = config_modalities(cfg)
         opts = cfg.data.options or {}
         if len(names) > 1:  # a paired run keeps each modality's options under its name
             per = {m: dict(opts[m]) if isinstance(opts.get(m), dict) else {} for m in names}
@@ -247,4 +248,12 @@ def migrate(run: dict, fallback: dict | None = None) -> dict:
     return out
 
 
-__all__ = ["VERSION", "CrossHead", "RunSpec", "migrate", "modality_list", "record_steps"]
+def config_modalities(cfg: Config) -> list[str]:
+    """``cfg.data.modality`` as a list; empty: ``[MODALITIES.default()]`` (the core names no
+    modality: the bundled plugins register image as the default)."""
+    from omnipatch.modality import MODALITIES
+
+    return modality_list(cfg.data.modality) or [MODALITIES.default()]
+
+
+__all__ = ["VERSION", "CrossHead", "RunSpec", "config_modalities", "migrate", "modality_list", "record_steps"]

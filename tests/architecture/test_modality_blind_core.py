@@ -15,8 +15,6 @@ BUNDLED = ("omnipatch.modalities", "omnipatch.adapters")
 
 #: (core file, modality word) -> why it is still there
 KNOWN_NAMES = {
-    ("toolkit/config.py", "image"): "DataConfig's default modality (what `pretrain` uses without --modality); "
-                                    "api / finetune read it from there. Moves to builtins with RunSpec",
     ("toolkit/cli/demo.py", "image"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
     ("toolkit/cli/demo.py", "images"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
     ("toolkit/init/source.py", "image"): "`image_size`: a key of Hugging Face's config.json (an external format)",

@@ -1,6 +1,7 @@
 """Gradient parity: every registered objective's gradients under DDP at world size 2 (plain,
 and with gradient-cached accumulation), under FSDP2, and in one process accumulating with
-the cache, equal one autograd pass over the global batch (atol 1e-5)."""
+the cache, equal one autograd pass over the global batch (losses within 1e-5, gradients within
+5e-5: float32 sums in another order)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 from tests.distributed.harness import OBJECTIVES, PAIRED, reference, run_step, worker
 
 WORLD = 2
+GRAD_ATOL = 5e-5
 BATCH_LEVEL = [k for k in OBJECTIVES if k not in ("mae", PAIRED)]
 
 
@@ -50,8 +52,9 @@ def _close(label: str, got: tuple, want: tuple) -> None:
     (loss, g), (loss_ref, g_ref) = got, want
     assert abs(loss - loss_ref) < 1e-5, (label, loss, loss_ref)
     assert set(g) == set(g_ref), (label, sorted(set(g) ^ set(g_ref)))
-    for name in g_ref:
-        torch.testing.assert_close(g[name], g_ref[name], rtol=1e-5, atol=1e-5, msg=lambda m: f"{label} {name}: {m}")
+    for name in g_ref:  # atol 5e-5: float32 sums per rank vs over the whole batch differ by up to 2.9e-5 in a
+        # batch-normed projector on an Ice Lake Xeon (1e-5 held on an AMD EPYC); a 1/world_size bug is 50 %
+        torch.testing.assert_close(g[name], g_ref[name], rtol=1e-5, atol=GRAD_ATOL, msg=lambda m: f"{label} {name}: {m}")
 
 
 def _spawn(out, cases) -> dict:

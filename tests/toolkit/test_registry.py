@@ -37,3 +37,21 @@ def test_builtin_registries_populated():
 
     load_builtin()
     assert "image" in MODALITIES and "grid" in ADAPTERS and {"mae", "contrastive"} <= set(OBJECTIVES)
+
+
+def test_default_entry_is_what_a_plugin_set_and_missing_is_one_line():
+    reg = Registry("widget")
+    with pytest.raises(OmnipatchError, match="no default widget is registered: name one"):
+        reg.default()
+    reg.add("a", object(), "first")
+    reg.set_default("a")
+    assert reg.default() == "a"
+
+
+def test_bundled_default_modality_fills_an_empty_config():
+    from omnipatch.config import Config, validate
+    from omnipatch.modality import MODALITIES
+
+    cfg = Config()
+    assert cfg.data.modality == ""  # the core names no modality
+    assert validate(cfg).data.modality == MODALITIES.default() == "image"

@@ -26,9 +26,11 @@ def run(a) -> None:
     run_dir = a.checkpoint
     if a.init:  # a pretrained checkpoint fitted to the data, saved as a run in FT_DIR/init
         from omnipatch.init.run import write_initialised
+        from omnipatch.modality import MODALITIES
 
-        run_dir = write_initialised(a.init, a.modality, a.data, Path(a.out) / "init", options=options,
-                                    pos=a.init_pos, strict=a.init_strict, seed=a.seed, quiet=a.quiet or a.json)
+        run_dir = write_initialised(a.init, a.modality or MODALITIES.default(), a.data, Path(a.out) / "init",
+                                    options=options, pos=a.init_pos, strict=a.init_strict, seed=a.seed,
+                                    quiet=a.quiet or a.json)
     res = finetune(run_dir, a.data, a.out, a.labels, cfg, options=options,
                    on_bad_sample=a.on_bad_sample, random_init=a.random_init,
                    test_data=a.test_data, test_labels=a.test_labels or a.labels if a.test_data else None,
@@ -47,11 +49,9 @@ def run(a) -> None:
 def add_parser(sub) -> None:
     """Add ``omnipatch finetune`` to the CLI's subparsers."""
     s = sub.add_parser("finetune", help="fine-tune a pretrained run on labelled data")
-    from omnipatch.config import DataConfig
-
     s.add_argument("--checkpoint", help="pretraining run directory (or --init SOURCE)")
     add_init_args(s)
-    s.add_argument("--modality", help="with --init: the data's modality (default image)", default=DataConfig.modality)
+    s.add_argument("--modality", help="with --init: the data's modality (default: the registry's default, image)")
     s.add_argument("--data", required=True, help="folder, glob or manifest CSV/Parquet")
     s.add_argument("--labels", help="CSV with id,label (default: the manifest's label column)")
     s.add_argument("--match-ids", choices=["exact", "name", "stem"], default="exact",

@@ -26,7 +26,7 @@ def run(a) -> None:
     from omnipatch.train.pretrain import pretrain
 
     given = load_yaml_dict(a.config) if a.config else {}
-    modality = a.modality or (given.get("data") or {}).get("modality") or Config().data.modality
+    modality = a.modality or (given.get("data") or {}).get("modality") or MODALITIES.default()
     cfg = Config()
     names = modality_list(str(modality))
     recipe = MODALITIES.get(names[0]).recipe if len(names) == 1 and not a.resume else {}

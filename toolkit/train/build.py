@@ -18,7 +18,7 @@ from omnipatch.masking import MASKS, MaskSpec
 from omnipatch.modality import ADAPTERS, MODALITIES, ModalitySpec
 from omnipatch.model import OmniModel
 from omnipatch.objectives import OBJECTIVES
-from omnipatch.runspec import RunSpec, modality_list
+from omnipatch.runspec import RunSpec, config_modalities
 from omnipatch.train.plan import Plan, scan
 from omnipatch.train.shards import is_shard_source
 
@@ -52,8 +52,9 @@ def check_names(cfg: Config, spec: ModalitySpec) -> MaskSpec:
 
 
 def modality_names(cfg: Config) -> list[str]:
-    """``data.modality`` as a list: ``"image"`` or ``"image,audio"`` (a paired run)."""
-    return modality_list(cfg.data.modality)
+    """``data.modality`` as a list: ``"image"`` or ``"image,audio"`` (a paired run); empty: the
+    registry's default modality."""
+    return config_modalities(cfg)
 
 
 def modality_options(cfg: Config, name: str) -> dict:
