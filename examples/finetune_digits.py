@@ -6,7 +6,7 @@ Command::
     .venv/bin/python -m examples.finetune_digits [--out runs/finetune_digits] [--steps 400]
 
 Data (real, offline): scikit-learn's digits (UCI optdigits, 1,797 8x8 scans from 43 writers),
-written as PNG files with a manifest by :func:`omnipatch.cli.demo.write_digits`: 1,347 training
+written as PNG files with a manifest by :func:`omnipatch.modalities.image_demo.write_digits`: 1,347 training
 and 450 held-out images (stratified, seed 0), upsampled to 16x16, 4x4 patches.
 
 Protocol:
@@ -67,10 +67,10 @@ def label_subset(rows: list[tuple[str, str]], fraction: float, seed: int = 0) ->
 
 
 def pretrain_config(train_csv: Path, steps: int):
-    """The demo recipe (:func:`omnipatch.cli.demo.demo_config`: MAE at mask ratio 0.5 + contrastive
+    """The demo recipe (:func:`omnipatch.modalities.image_demo.demo_config`: MAE at mask ratio 0.5 + contrastive
     views, 16x16 images in 4x4 patches) shrunk to fit a few CPU minutes: the ``micro`` encoder
     (128 wide, 4 blocks), a 1-block decoder 64 wide, batch 64, fp32."""
-    from omnipatch.cli.demo import demo_config
+    from omnipatch.modalities.image_demo import demo_config
 
     cfg = demo_config(train_csv, steps)
     cfg.model.preset = "micro"
@@ -124,8 +124,8 @@ def save_plot(results: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from omnipatch.cli.demo import write_digits
     from omnipatch.finetune import finetune, open_for
+    from omnipatch.modalities.image_demo import write_digits
     from omnipatch.train.checkpoint import load_config
     from omnipatch.train.data import CachedDataset
     from omnipatch.train.engine import read_metrics

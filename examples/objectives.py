@@ -1,7 +1,7 @@
 """Every registered objective, trained for the same budget on the same real images.
 
 Data: scikit-learn's bundled handwritten digits (UCI optdigits: 1,797 real 8x8 scans from 43
-writers), written as PNG files with train/test manifests (``omnipatch.cli.demo.write_digits``),
+writers), written as PNG files with train/test manifests (``omnipatch.modalities.image_demo.write_digits``),
 read by the image modality at 16x16. Each objective pretrains a fresh ``mini`` encoder from
 the *same* initial weights (same seed), with the same data order, augmentations, masks,
 optimiser and number of steps; then the frozen encoder embeds the 1,347 training and 450
@@ -88,8 +88,8 @@ def held_out(pre, data: dict, linear: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from omnipatch.api import load
-    from omnipatch.cli.demo import demo_config, write_digits
     from omnipatch.errors import OmnipatchError
+    from omnipatch.modalities.image_demo import demo_config, write_digits
     from omnipatch.train.pretrain import pretrain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -106,7 +106,7 @@ def evaluate_run(run: Path, manifest: Path, random_init: bool) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     from examples.audio_digits import synthesise
     from omnipatch.cli import main as cli
-    from omnipatch.cli.demo import write_digits
+    from omnipatch.modalities.image_demo import write_digits
     from omnipatch.train.pretrain import pretrain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -250,6 +250,13 @@ def read_mask_image(path: str) -> np.ndarray:
         return np.asarray(im)
 
 
+def _demo(out, steps: int | None = None, quiet: bool = False) -> dict:
+    """``omnipatch demo`` (:func:`omnipatch.modalities.image_demo.run_demo`; imported when run)."""
+    from omnipatch.modalities.image_demo import run_demo
+
+    return run_demo(out, steps=steps, quiet=quiet)
+
+
 SPEC = ModalitySpec(
     name="image",
     description="2-D images (PNG, JPEG, TIFF incl. 16-bit multi-band, .npy), any channel count",
@@ -272,6 +279,7 @@ SPEC = ModalitySpec(
     stream_reader=stream_reader,
     read_target=read_mask_image,
     outputs=image_out.OUTPUTS,
+    demo=_demo,
 )
 MODALITIES.add(SPEC.name, SPEC, SPEC.description)
 MODALITIES.set_default(SPEC.name)  # what `pretrain` / `omnipatch.load(init=...)` use without a modality

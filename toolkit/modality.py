@@ -70,6 +70,9 @@ class ModalitySpec:
             with the field's own library and returns the source to open them with (a folder,
             glob, manifest or table), for the registry-driven contract tests and demos.
         example_options: dataset options that keep :attr:`example` tiny (small sizes).
+        demo: ``(out, steps=None, quiet=False) -> results``: a worked example on bundled real
+            data that ``omnipatch demo`` runs for the default modality
+            (:meth:`~omnipatch.registry.Registry.default`). None: no demo.
         outputs: how embeddings are labelled with this field's coordinates and written in its
             formats (:class:`~omnipatch.outputs.Outputs`: ``.nc``, ``.nii.gz``, ...; ``omnipatch
             embed --out`` picks a writer by suffix). None: the core's Parquet only (``id,
@@ -96,6 +99,7 @@ class ModalitySpec:
     example: Callable[[Any], Any] | None = None
     example_options: dict[str, Any] = field(default_factory=dict)
     outputs: Outputs | None = None
+    demo: Callable[..., Any] | None = None
     data_options: type | None = None
     adapter_options: type | None = None
 

@@ -15,8 +15,6 @@ BUNDLED = ("omnipatch.modalities", "omnipatch.adapters")
 
 #: (core file, modality word) -> why it is still there
 KNOWN_NAMES = {
-    ("toolkit/cli/demo.py", "image"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
-    ("toolkit/cli/demo.py", "images"): "`omnipatch demo` is a worked example on digit images (a command, in cli/)",
     ("toolkit/init/source.py", "image"): "`image_size`: a key of Hugging Face's config.json (an external format)",
     ("toolkit/train/loggers.py", "image"): "the logging libraries' own names for a picture (PIL.Image, "
                                      "SummaryWriter.add_image, wandb.Image), not a modality",

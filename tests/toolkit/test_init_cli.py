@@ -10,7 +10,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from omnipatch.cli import main  # noqa: E402
-from omnipatch.cli.demo import write_digits  # noqa: E402
+from omnipatch.modalities.image_demo import write_digits  # noqa: E402
 from omnipatch.train import checkpoint as ckpt  # noqa: E402
 
 OPTS = '{"image_size": 16, "patch_size": 4, "channels": 1}'

@@ -55,3 +55,13 @@ def test_bundled_default_modality_fills_an_empty_config():
     cfg = Config()
     assert cfg.data.modality == ""  # the core names no modality
     assert validate(cfg).data.modality == MODALITIES.default() == "image"
+
+
+def test_demo_runs_the_default_modalitys_demo_or_says_it_has_none(monkeypatch, tmp_path, capsys):
+    from omnipatch.cli import main
+    from omnipatch.modality import MODALITIES
+
+    assert MODALITIES.get(MODALITIES.default()).demo is not None  # the bundled image plugin's
+    monkeypatch.setattr(MODALITIES, "_default", "tabular")  # a modality without a demo
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert "the default modality 'tabular' has no demo" in capsys.readouterr().err
