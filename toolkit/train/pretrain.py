@@ -62,9 +62,7 @@ def _pretrain(cfg: Config, out: Path, resume: bool, quiet: bool, labels, report:
         run = RunSpec.from_checkpoint(saved).to_config()
         run.train.steps = max(run.train.steps, cfg.train.steps) if cfg.train.epochs == 0 else run.train.steps
         cfg = validate(run)  # a fresh run's config was validated by pretrain()
-    names = modality_names(cfg)
-    if not names:
-        raise OmnipatchError("no modality given (--modality)")
+    names = modality_names(cfg)  # never empty: no modality given is the registry's default
     for m in names:
         check_names(cfg, MODALITIES.get(m))
     plan = None if resume else plan_data(cfg, names)
