@@ -104,7 +104,7 @@ def synthesise(root: Path, test_fraction: float = 0.25, seed: int = 0, holdout_v
     if flite is None:
         raise SystemExit("flite is not installed: run `make examples-data` (apt package flite)")
     (root / "wav").mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, speakers = [], []
     for voice, rate, pitch, (label, word) in itertools.product(VOICES, RATES, PITCHES, enumerate(DIGITS)):
         name = f"wav/{word}_{voice}_r{rate}_p{pitch}.wav"
         if not (root / name).exists():
@@ -112,6 +112,7 @@ def synthesise(root: Path, test_fraction: float = 0.25, seed: int = 0, holdout_v
                             "--setf", f"int_f0_target_mean={100 * pitch:.0f}", "--setf", f"f0_shift={pitch}",
                             "-t", word, "-o", str(root / name)], check=True, capture_output=True)
         rows.append((name, Path(name).stem, label))
+        speakers.append(SPEAKER[voice])
     labels = [r[2] for r in rows]
     if holdout_voice is None:
         tr, te = train_test_split(np.arange(len(rows)), test_size=test_fraction, stratify=labels, random_state=seed)
@@ -119,7 +120,7 @@ def synthesise(root: Path, test_fraction: float = 0.25, seed: int = 0, holdout_v
     else:
         if holdout_voice not in VOICES:
             raise SystemExit(f"unknown voice {holdout_voice!r}; flite voices here: {', '.join(VOICES)}")
-        held = np.array([SPEAKER[r[0].split("_")[1]] == SPEAKER[holdout_voice] for r in rows])
+        held = np.array(speakers) == SPEAKER[holdout_voice]
         tr, te = np.flatnonzero(~held), np.flatnonzero(held)
         names = {"train": f"train_without_{holdout_voice}.csv", "test": f"test_{holdout_voice}.csv"}
     paths = {}
