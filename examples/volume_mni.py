@@ -67,9 +67,10 @@ good as this encoder (seed 0 comes within 0.01-0.02 of it, seeds 1 and 2 below i
 pretraining clearly beats random init (+0.15-0.30) and the histogram on kNN.
 
 On a 2-core AMD EPYC (no avx512, one thread, two runs side by side), seeds 0 / 1 / 2: linear
-0.897 / 0.907 / 0.900 (histogram 0.917). Views without the contrast / brightness jitter (a
-patched ``augment``, not an option): 0.940 / 0.913 / 0.903 / 0.897 for seeds 0-3 (mean 0.913);
-also without the random resized crop: 0.927 / 0.873. Mirroring the test crops back (x flipped)
+0.897 / 0.907 / 0.900 (random init 0.737 / 0.757 / 0.680; histogram 0.917). Views without the
+contrast / brightness jitter (a patched ``augment`` outside the repository, not an option):
+0.940 / 0.913 / 0.903 / 0.897 for seeds 0-3 (mean 0.913; random init 0.740 / 0.770 / 0.687 /
+0.707); also without the random resized crop: 0.927 / 0.873 (random init 0.707 / 0.730). Mirroring the test crops back (x flipped)
 moves pretrained 0.897 -> 0.910 and random init 0.737 -> 0.870, so the mirror is not what holds
 the pretrained probe back; pooled features of other blocks, max pooling, mean+std pooling and
 the last four blocks concatenated all probe at 0.90-0.92 for the seed-1 checkpoint.
