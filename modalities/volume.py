@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
+from omnipatch.encoder import pool, region_pool
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import examples, volume_out
 from omnipatch.modalities.base import FileDataset, Skipped, stream_reader
@@ -423,6 +424,20 @@ def raw_features(sample: Sample) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+def readout(tokens, z: Tensor) -> Tensor:
+    """The sample embedding of a crop: its tokens averaged over the left-right axis (X, after
+    the RAS reorientation) and over 2 x 2 blocks of the anterior-posterior x inferior-superior
+    plane, ``(B, 4 * D)``. It keeps where things lie in the crop, which the mean of all tokens
+    loses, and stays invariant to the left-right flip the views teach. Measured on
+    examples/volume_mni.py (README, Results): the linear probe of 4 checkpoints went from
+    0.897-0.913 (mean of the tokens) to 0.930-0.953, and on three other label sets of the same
+    crops (9 position classes, 3 along y, 3 along z) by +0.03 to +0.06."""
+    if tokens.grid is None or len(tokens.grid) != 3:
+        return pool(z, None if tokens.padding_mask is None else ~tokens.padding_mask)
+    valid = None if tokens.padding_mask is None else ~tokens.padding_mask
+    return region_pool(z, tokens.grid, (2, 2), mean_axes=(0,), valid=valid)
+
+
 def read_mask_volume(path: str) -> np.ndarray:
     """A dense label map (segmentation target) from a NIfTI / MGH file (nibabel), voxel order as stored."""
     import nibabel as nib
@@ -445,6 +460,7 @@ SPEC = ModalitySpec(
     recipe={"objectives": "mae+contrastive:0.5"},
     raw_features=raw_features,
     raw_name="32-bin intensity histogram",
+    readout=readout,
     # the patch embedding (channels x patch voxels) and the intensity scale the adapter's
     # mean / std were measured on; roi_size, spacing and crops give valid grids (sin-cos
     # positions per grid), so they stay free

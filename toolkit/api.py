@@ -60,7 +60,7 @@ class Pretrained:
     @torch.no_grad()
     def embed(self, data, batch_size: int = 256, bf16: bool = True, modality: str | None = None,
               space: str = "encoder", on_bad_sample: str = "raise", skipped: list | None = None,
-              level: str = "sample"):
+              level: str = "sample", readout: str = "modality"):
         """Embeddings ``(N, D)`` and ids for a source (folder/glob/manifest), a list of paths,
         a dataset, or a tensor batch in the modality's layout.
 
@@ -74,15 +74,19 @@ class Pretrained:
         for grids (climate ``(time, lat, lon, feature)``, volumes and images on their patch
         grid), a ``pandas.DataFrame`` for point groups (``x, y, z``) and table columns; a
         modality that declares no labels gives the :class:`~omnipatch.outputs.Embeddings` record.
+
+        ``readout``: how tokens become one sample vector: ``"modality"`` (default) is the
+        modality's own (:attr:`~omnipatch.modality.ModalitySpec.readout`, e.g. coarse regions
+        for volumes), ``"mean"`` the mean of the tokens.
         """
         m = self.modality_name(modality)
         if isinstance(data, Tensor) and level == "sample":
             model = self.model.eval()
             device = next(model.parameters()).device
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model.embed(Batch(x=data.to(device)), m, space).float()
+                out = sample_embedding(model, Batch(x=data.to(device)), m, space, readout).float()
             return [str(i) for i in range(len(data))], out.cpu()
-        emb = self.embeddings(data, level, batch_size, bf16, m, space, on_bad_sample, skipped)
+        emb = self.embeddings(data, level, batch_size, bf16, m, space, on_bad_sample, skipped, readout)
         if level == "patch":
             from omnipatch.outputs import label
 
@@ -92,7 +96,7 @@ class Pretrained:
     @torch.no_grad()
     def embeddings(self, data, level: str = "sample", batch_size: int = 256, bf16: bool = True,
                    modality: str | None = None, space: str = "encoder", on_bad_sample: str = "raise",
-                   skipped: list | None = None):
+                   skipped: list | None = None, readout: str = "modality"):
         """The unlabelled :class:`~omnipatch.outputs.Embeddings` record of :meth:`embed` (ids,
         dataset positions, features, token padding and coordinates, provenance): what the
         modality's writers turn into files (:func:`omnipatch.outputs.write`)."""
@@ -125,7 +129,7 @@ class Pretrained:
             batch = collate([s for _, s in good]).to(device)
             with ac:
                 if level == "sample":
-                    e, pad, c = model.embed(batch, m, space).float().cpu(), None, None
+                    e, pad, c = sample_embedding(model, batch, m, space, readout).float().cpu(), None, None
                 else:
                     t, out = model.forward_tokens(batch, m)
                     e, pad = out.float().cpu(), None if t.padding_mask is None else t.padding_mask.cpu()
@@ -157,6 +161,23 @@ class Pretrained:
         grid = next(iter(grids)) if len(grids) == 1 else None
         return Embeddings(level, m, ids, index, feats.numpy(), padding, coords, grid, dataset,
                           self.model.adapters[m], provenance(self.run_dir, self.config, data, m, level))
+
+
+READOUTS = ("modality", "mean")
+
+
+def sample_embedding(model: OmniModel, batch: Batch, modality: str, space: str = "encoder",
+                     readout: str = "modality") -> Tensor:
+    """One vector per sample, as ``embed`` gives it: the modality's readout of the encoder
+    tokens (:attr:`~omnipatch.modality.ModalitySpec.readout`) or, without one or with
+    ``readout="mean"``, their mean; ``space="cross"``: the paired run's shared space."""
+    if readout not in READOUTS:
+        raise OmnipatchError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    fn = MODALITIES.get(modality).readout if readout == "modality" else None
+    if space != "encoder" or fn is None:
+        return model.embed(batch, modality, space)
+    t, z = model.forward_tokens(batch, modality)
+    return fn(t, z)
 
 
 def load(run_dir: str | Path | None = None, device: str = "auto", random_init: bool = False, seed: int = 0, *,

@@ -14,12 +14,15 @@ the patch tokens only, ``forward_features(..., keep_prefix=True)`` the class tok
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from omnipatch.errors import OmnipatchError
 from omnipatch.layers import Block
 from omnipatch.registry import Registry
 
@@ -139,4 +142,29 @@ def pool(x: Tensor, valid: Tensor | None = None) -> Tensor:
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
-__all__ = ["Encoder", "EncoderConfig", "PRESETS", "pool", "torch"]
+def region_pool(x: Tensor, grid: tuple[int, ...], regions: tuple[int, ...], mean_axes: tuple[int, ...] = (),
+                valid: Tensor | None = None) -> Tensor:
+    """A sample embedding that keeps coarse layout: tokens ``x (B, N, D)`` on a regular
+    ``grid`` (row-major, ``prod(grid) == N``) averaged over the grid axes in ``mean_axes``,
+    then over ``regions`` near-equal blocks of each remaining axis (adaptive average pooling;
+    spatial-pyramid style), concatenated region by region: ``(B, prod(regions) * D)``.
+    ``valid (B, N)`` weights padded tokens out. Averaging an axis makes the embedding
+    invariant to flips along it."""
+    B, N, D = x.shape
+    if not grid or math.prod(grid) != N:
+        raise OmnipatchError(f"region pooling needs a regular token grid, got grid {grid} for {N} tokens")
+    keep = [a for a in range(len(grid)) if a not in mean_axes]
+    if len(keep) != len(regions) or len(keep) not in (1, 2, 3):
+        raise OmnipatchError(f"region pooling: {len(regions)} region counts for {len(keep)} kept axes of grid {grid}")
+    w = torch.ones(B, N, 1, dtype=x.dtype, device=x.device) if valid is None else valid.to(x.dtype).unsqueeze(-1)
+    h = torch.cat([x * w, w], -1).reshape(B, *grid, D + 1)
+    if mean_axes:
+        h = h.mean(dim=tuple(1 + a for a in mean_axes))
+    h = h.movedim(-1, 1)  # (B, D + 1, *kept grid)
+    adaptive = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[len(keep) - 1]
+    h = adaptive(h, tuple(int(r) for r in regions)).flatten(2)  # (B, D + 1, R)
+    z = h[:, :D] / h[:, D:].clamp_min(1e-6)
+    return z.transpose(1, 2).reshape(B, -1)
+
+
+__all__ = ["Encoder", "EncoderConfig", "PRESETS", "pool", "region_pool", "torch"]

@@ -57,6 +57,10 @@ class ModalitySpec:
             for the "did pretraining help?" report (pixels, log-mel statistics, D2 shape
             histogram, ...). None: the flattened sample.
         raw_name: a few words naming that baseline in reports.
+        readout: ``(PatchTokens, tokens (B, L, D)) -> (B, E)``: the sample embedding that
+            ``embed``, ``report`` and ``retrieve`` give from the encoder's tokens (e.g. coarse
+            regions, :func:`~omnipatch.encoder.region_pool`). Training objectives still pool
+            by the mean. None: the mean of the valid tokens (``E = D``).
         model_options: options baked into a trained model (variables, columns, channels,
             patch size ...): ``embed`` / ``finetune`` / ``retrieve`` refuse a different value.
         train_options: options that shape pretraining only (e.g. random crops per volume):
@@ -92,6 +96,7 @@ class ModalitySpec:
     recipe: dict[str, Any] = field(default_factory=dict)
     raw_features: Callable[[Any], Any] | None = None
     raw_name: str = "raw values"
+    readout: Callable[[Any, torch.Tensor], torch.Tensor] | None = None
     model_options: tuple[str, ...] = ()
     train_options: tuple[str, ...] = ()
     stream_reader: Callable[[Any], Callable[[str, str, str | None], Any]] | None = None

@@ -209,7 +209,13 @@ def test_cli_pretrain_embed_eval(tmp_path):
                  "--set", "data.options.window=[0, 2]"]) == 0
     assert main(["embed", "--checkpoint", str(run), "--data", str(tmp_path / "m.csv"),
                  "--out", str(tmp_path / "e.parquet")]) == 0
-    ids, _ = read_embeddings(tmp_path / "e.parquet")
+    ids, emb = read_embeddings(tmp_path / "e.parquet")
     assert ids == [f"v{i}" for i in range(10)]  # volumes that fit the ROI: one sample each, id kept
+    assert emb.shape == (10, 4 * 128)  # the volume readout: 2 x 2 regions of the micro encoder's 128 wide tokens
+    assert main(["embed", "--checkpoint", str(run), "--data", str(tmp_path / "m.csv"), "--readout", "mean",
+                 "--out", str(tmp_path / "mean.parquet")]) == 0
+    _, mean = read_embeddings(tmp_path / "mean.parquet")
+    # the mean of the tokens is the mean of the four equal regions (bf16 embedding: loose tolerance)
+    np.testing.assert_allclose(mean, emb.reshape(10, 4, 128).mean(1), atol=0.05)
     assert main(["eval", "knn", "--embeddings", str(tmp_path / "e.parquet"), "--labels",
                  str(tmp_path / "labels.csv"), "--k", "3"]) == 0

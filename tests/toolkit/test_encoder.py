@@ -52,3 +52,35 @@ def test_explicit_attention_matches_sdpa_with_padding():
     assert torch.isfinite(outs["explicit"]).all()
     torch.testing.assert_close(outs["explicit"][~pad], outs["sdpa"][~pad], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads["explicit"], grads["sdpa"], rtol=1e-4, atol=1e-5)
+
+
+def test_region_pool_matches_block_means_and_is_flip_invariant():
+    import pytest
+
+    from omnipatch.encoder import region_pool
+    from omnipatch.errors import OmnipatchError
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3 * 4 * 4, 5)  # tokens on a (3, 4, 4) grid, row-major
+    z = region_pool(x, (3, 4, 4), (2, 2), mean_axes=(0,))
+    assert z.shape == (2, 4 * 5)
+    g = x.reshape(2, 3, 4, 4, 5).mean(1)  # (2, 4, 4, 5) after the averaged axis
+    want = torch.stack([g[:, i:i + 2, j:j + 2].mean((1, 2)) for i in (0, 2) for j in (0, 2)], 1)
+    torch.testing.assert_close(z, want.reshape(2, -1))
+    flipped = x.reshape(2, 3, 4, 4, 5).flip(1).reshape(2, -1, 5)  # mirror the averaged axis
+    torch.testing.assert_close(region_pool(flipped, (3, 4, 4), (2, 2), mean_axes=(0,)), z)
+    assert not torch.allclose(region_pool(x.reshape(2, 3, 4, 4, 5).flip(2).reshape(2, -1, 5), (3, 4, 4), (2, 2),
+                                          mean_axes=(0,)), z)  # a kept axis keeps its layout
+    # padded tokens weigh nothing: garbage in them changes nothing
+    valid = torch.ones(2, 48, dtype=torch.bool)
+    valid[0, :4] = False
+    x2 = x.clone()
+    x2[0, :4] = 1e4
+    torch.testing.assert_close(region_pool(x, (3, 4, 4), (2, 2), (0,), valid),
+                               region_pool(x2, (3, 4, 4), (2, 2), (0,), valid))
+    # one region over every axis is the plain mean
+    torch.testing.assert_close(region_pool(x, (3, 4, 4), (1, 1, 1)), pool(x))
+    with pytest.raises(OmnipatchError, match="regular token grid"):
+        region_pool(x, (3, 4, 3), (2, 2), (0,))
+    with pytest.raises(OmnipatchError, match="2 region counts for 3 kept axes"):
+        region_pool(x, (3, 4, 4), (2, 2))

@@ -21,7 +21,7 @@ def run(a) -> None:
     sk = skipped_path(a.out)
     sk.unlink(missing_ok=True)  # a fresh listing per run, never an old one
     emb = pre.embeddings(ds, a.level, batch_size=a.batch_size, modality=a.modality, on_bad_sample=a.on_bad_sample,
-                         skipped=skipped)
+                         skipped=skipped, readout=a.readout)
     emb.provenance["data_source"] = str(a.data)
     paths = write(spec, emb, a.out)
     what = "token embeddings" if a.level == "patch" else "embeddings"
@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
                    "image .npy/.tif, ...)")
     s.add_argument("--level", choices=["sample", "patch"], default="sample",
                    help="one vector per sample (pooled), or one per token with its coordinates")
+    s.add_argument("--readout", choices=["modality", "mean"], default="modality",
+                   help="--level sample: the modality's own readout of the tokens (volumes: coarse regions) "
+                   "or their mean")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--on-bad-sample", choices=["raise", "skip"], default="raise")
     s.add_argument("--random-init", action="store_true", help="same architecture, untrained (baseline)")
