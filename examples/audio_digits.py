@@ -66,7 +66,12 @@ raw: kal (with kal16, the same speaker; 300 clips) 0.437 / 0.107 / 0.447; awb 0.
 0.480; rms 0.620 / 0.160 / 0.440; slt 0.353 / 0.140 / 0.453. Mean over the four speakers
 0.559 / 0.167 / 0.455: ahead of raw on the mean and on two folds of four, a tie on kal, behind on
 slt; awb moved from 0.527 to 0.827 between two runs of the same recipe on two machines, so one
-fold is a noisy measure. The random
+fold is a noisy measure. All of the above embedded a clip as the mean of its tokens. The
+audio readout (``modalities/audio.py``, ``readout``: one time mean per mel band group) read
+the same four checkpoints (fp32, linear): kal 0.453, awb 0.880, rms 0.660, slt 0.380 (mean
+0.593; random init 0.230 / 0.420 / 0.340 / 0.180). The default re-run with it on slt (one
+thread, 493 s of training): linear / kNN 0.367 / 0.327, random init 0.160 / 0.313, raw 0.453 /
+0.353: the kNN margin over random init shrinks to +0.013, and slt still fails. The random
 split (``--holdout-voice none``, the same voices on both sides) gave kNN / linear 0.750 /
 1.000 against 0.404 / 0.910 at random init in an earlier session.
 """

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
+from omnipatch.encoder import pool, region_pool
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import examples
 from omnipatch.modalities.audio_read import EXTENSIONS, manifest_seconds, read_audio, stft_sizes
@@ -273,6 +274,19 @@ def augment(batch: Batch, generator: torch.Generator, strength: float = 1.0) -> 
     return batch.replace(x=x, x_mask=mask if batch.x_mask is not None or mask.any() else None)
 
 
+def readout(tokens, z: Tensor) -> Tensor:
+    """The sample embedding of a clip: its tokens averaged over time, kept apart by frequency
+    band group (at most 4: low ... high; ``(B, G * D)``), as speech embeddings pool over time
+    only. The mean of all tokens also averages the band groups into one another, losing the
+    spectral envelope. Measured on examples/audio_digits.py, leave-one-speaker-out with the
+    default checkpoints (README, Results): linear probe kal 0.450 -> 0.453, awb 0.827 -> 0.880,
+    rms 0.600 -> 0.660, slt 0.347 -> 0.380 against the mean of the tokens."""
+    valid = None if tokens.padding_mask is None else ~tokens.padding_mask
+    if tokens.grid is None or len(tokens.grid) != 2:
+        return pool(z, valid)
+    return region_pool(z, tokens.grid, (min(4, tokens.grid[1]),), mean_axes=(0,), valid=valid)
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """How sound files become log-mel spectrograms."""
@@ -358,6 +372,7 @@ SPEC = ModalitySpec(
     recipe={"objectives": "mae+dhel", "data.augment_strength": 0.5},
     raw_features=raw_features,
     raw_name="log-mel mean+std",
+    readout=readout,
     # what a mel band means (its frequencies: the rate and the band count), the channel count
     # and the patch embedding; hop / window / seconds / crop change the time axis only
     model_options=("sample_rate", "n_mels", "channels", "patch_size", "norm"),

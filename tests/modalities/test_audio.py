@@ -283,3 +283,23 @@ def test_cli_pretrain_embed_eval(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert any("wrote 10 embeddings" in line for line in out[:-1])  # the bad file is skipped, and said so
     assert "skipped 1 sample(s)" in out[-2] and 0.0 <= json.loads(out[-1])["accuracy"] <= 1.0
+
+
+def test_readout_keeps_band_groups_apart_and_ignores_padded_frames():
+    from types import SimpleNamespace
+
+    from omnipatch.modalities.audio import readout
+
+    torch.manual_seed(0)
+    z = torch.randn(2, 5 * 4, 8)  # 5 time patches x 4 band groups, time-major
+    pad = torch.zeros(2, 20, dtype=torch.bool)
+    pad[0, 12:] = True  # clip 0 is 3 time patches long
+    out = readout(SimpleNamespace(grid=(5, 4), padding_mask=pad), z)
+    assert out.shape == (2, 4 * 8)
+    g = z.reshape(2, 5, 4, 8)
+    torch.testing.assert_close(out[0].reshape(4, 8), g[0, :3].mean(0))  # time mean of the valid patches, per group
+    torch.testing.assert_close(out[1].reshape(4, 8), g[1].mean(0))
+    many = readout(SimpleNamespace(grid=(5, 8), padding_mask=None), torch.randn(2, 40, 8))
+    assert many.shape == (2, 4 * 8)  # at most 4 groups: 8 band groups pooled in pairs
+    one = readout(SimpleNamespace(grid=(5, 1), padding_mask=None), z[:, :5])
+    torch.testing.assert_close(one, z[:, :5].mean(1))  # one band group: the plain mean
