@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from omnipatch.batch import Batch, Sample
-from omnipatch.encoder import pool, region_pool
+from omnipatch.encoder import region_pool
 from omnipatch.errors import BadSampleError, OmnipatchError
 from omnipatch.modalities import examples
 from omnipatch.modalities.audio_read import EXTENSIONS, manifest_seconds, read_audio, stft_sizes
@@ -282,8 +282,6 @@ def readout(tokens, z: Tensor) -> Tensor:
     default checkpoints (README, Results): linear probe kal 0.450 -> 0.453, awb 0.827 -> 0.880,
     rms 0.600 -> 0.660, slt 0.347 -> 0.380 against the mean of the tokens."""
     valid = None if tokens.padding_mask is None else ~tokens.padding_mask
-    if tokens.grid is None or len(tokens.grid) != 2:
-        return pool(z, valid)
     return region_pool(z, tokens.grid, (min(4, tokens.grid[1]),), mean_axes=(0,), valid=valid)
 
 
